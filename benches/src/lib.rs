@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the trainer and the inference core.

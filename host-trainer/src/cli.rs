@@ -1,0 +1,383 @@
+//! The `host-trainer` command line: flags, and what each subcommand does with them.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, Cifar10, Wanted, download, locate};
+use crate::evaluate::{Evaluation, evaluate};
+use crate::model::{ArchSpec, PRESETS};
+use crate::train::{self, Backend, Normalization, OptimizerKind, Schedule, Session, TrainConfig};
+
+/// Train, evaluate and benchmark CIFAR-10 CNNs on the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "host-trainer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Hide progress bars (they are also hidden when stderr is not a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a CNN on the training set and evaluate it on the test set.
+    Train(TrainArgs),
+    /// Re-run the test-set evaluation of a trained model directory.
+    Evaluate(EvaluateArgs),
+    /// Download the official CIFAR-10 binary archive, checking its MD5.
+    Download(DownloadArgs),
+    /// Measure training and inference throughput, in images per second.
+    Bench(BenchArgs),
+}
+
+/// Starting points for the training settings; any flag given overrides them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Recipe {
+    /// The best settings measured here (see README): Adam, cosine schedule, augmentation.
+    Improved,
+    /// The tutorial's protocol: Adadelta, batch 32, 20 epochs, val split 0.2, patience 1.
+    Tutorial,
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Data set: a directory or archive (default: $CIFAR10_DATA, ./data/, then the shared copy).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Architecture preset: tutorial-1conv, tutorial-2conv, tutorial-hidden or tutorial-tuned
+    /// (default: tutorial-tuned).
+    #[arg(long, conflicts_with = "arch")]
+    preset: Option<String>,
+    /// Architecture spec file (.json or .toml).
+    #[arg(long)]
+    arch: Option<PathBuf>,
+    /// Output directory (created if needed).
+    #[arg(long)]
+    out: PathBuf,
+    /// Settings to start from.
+    #[arg(long, value_enum, default_value = "improved")]
+    recipe: Recipe,
+    /// Maximum number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per mini-batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Optimizer.
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// Initial learning rate (default: the optimizer's own).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// L2 weight decay for Adam and SGD.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    /// Epochs without a better validation loss before stopping.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Fraction of the training set held out for validation.
+    #[arg(long)]
+    val_split: Option<f64>,
+    /// Seed of every random choice.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Augment training images with random crops and horizontal flips.
+    #[arg(long, overrides_with = "no_augment")]
+    augment: bool,
+    /// Do not augment.
+    #[arg(long)]
+    no_augment: bool,
+    /// Standardize each channel with the training set's statistics.
+    #[arg(long, overrides_with = "no_standardize")]
+    standardize: bool,
+    /// Only scale pixels to [0, 1].
+    #[arg(long)]
+    no_standardize: bool,
+    /// Use at most N training images (a stratified sample).
+    #[arg(long)]
+    limit_train: Option<usize>,
+    /// Use at most N test images (a stratified sample).
+    #[arg(long)]
+    limit_test: Option<usize>,
+    /// Tensor backend.
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Continue an interrupted run from the checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvaluateArgs {
+    /// A directory written by `host-trainer train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data set (default: as for `train`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Use at most N test images (default: as many as the training run used).
+    #[arg(long)]
+    limit_test: Option<usize>,
+    /// Tensor backend (default: the one the model was trained with).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+}
+
+#[derive(Debug, Args)]
+struct DownloadArgs {
+    /// Directory to write the archive into.
+    #[arg(long, default_value = locate::LOCAL_DIR)]
+    dir: PathBuf,
+    /// Where to fetch it from.
+    #[arg(long, default_value = download::OFFICIAL_URL)]
+    url: String,
+    /// Expected MD5 (known for the official URL).
+    #[arg(long)]
+    md5: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Architecture preset to measure.
+    #[arg(long, default_value = "tutorial-tuned")]
+    preset: String,
+    /// Training batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 128])]
+    batch_sizes: Vec<usize>,
+    /// Training images per measurement (after one warm-up batch).
+    #[arg(long, default_value_t = 2048)]
+    images: usize,
+    /// Tensor backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: Backend,
+    /// Also time loading this data set.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// What `train` writes beside the weights so that `evaluate` can rebuild the same inputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// The settings of the run.
+    pub config: TrainConfig,
+    /// The input normalization learned from the training split.
+    pub normalization: Normalization,
+    /// `--limit-test` of the run, if any.
+    pub limit_test: Option<usize>,
+    /// `--limit-train` of the run, if any.
+    pub limit_train: Option<usize>,
+}
+
+/// Everything `train` measured, as `metrics.json` holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMetrics {
+    /// The data set read.
+    pub data: String,
+    /// The architecture.
+    pub spec: ArchSpec,
+    /// The settings.
+    pub config: TrainConfig,
+    /// Trainable parameters.
+    pub parameters: usize,
+    /// Images trained on (validation split excluded) and validated on.
+    pub train_images: usize,
+    /// Images held out for validation.
+    pub validation_images: usize,
+    /// Seconds spent reading the data set.
+    pub load_seconds: f64,
+    /// Wall time of all epochs, validation included.
+    pub train_seconds: f64,
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Every epoch's figures.
+    pub history: Vec<train::EpochRecord>,
+    /// The test-set evaluation of the kept weights.
+    pub test: Evaluation,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let show_progress = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match cli.command {
+        Command::Train(args) => run_train(args, show_progress),
+        Command::Evaluate(args) => run_evaluate(args),
+        Command::Download(args) => {
+            download::download(&args.url, &args.dir, args.md5.as_deref(), !cli.quiet)?;
+            Ok(())
+        }
+        Command::Bench(args) => crate::bench::run(
+            &ArchSpec::preset(&args.preset)?,
+            &args.batch_sizes,
+            args.images,
+            args.backend,
+            args.data.as_deref(),
+        ),
+    }
+}
+
+fn load_data(explicit: Option<&Path>, wanted: Wanted) -> anyhow::Result<(Cifar10, String, f64)> {
+    let path = locate::resolve(explicit)?;
+    let started = Instant::now();
+    let cifar = data::load(&path, wanted)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "data: {} training and {} test images from {} in {seconds:.1} s",
+        cifar.train.len(),
+        cifar.test.len(),
+        path.display()
+    );
+    Ok((cifar, path.display().to_string(), seconds))
+}
+
+fn train_config(args: &TrainArgs) -> TrainConfig {
+    let mut config = match args.recipe {
+        Recipe::Improved => TrainConfig::improved(),
+        Recipe::Tutorial => TrainConfig::tutorial(),
+    };
+    if let Some(optimizer) = args.optimizer {
+        config.optimizer = optimizer;
+        config.learning_rate = optimizer.default_learning_rate();
+    }
+    config.learning_rate = args.lr.unwrap_or(config.learning_rate);
+    config.epochs = args.epochs.unwrap_or(config.epochs);
+    config.batch_size = args.batch_size.unwrap_or(config.batch_size);
+    config.weight_decay = args.weight_decay.unwrap_or(config.weight_decay);
+    config.schedule = args.schedule.unwrap_or(config.schedule);
+    config.patience = args.patience.unwrap_or(config.patience);
+    config.validation_split = args.val_split.unwrap_or(config.validation_split);
+    config.seed = args.seed.unwrap_or(config.seed);
+    config.backend = args.backend.unwrap_or(config.backend);
+    if args.augment || args.no_augment {
+        config.augment = args.augment;
+    }
+    if args.standardize || args.no_standardize {
+        config.standardize = args.standardize;
+    }
+    config
+}
+
+fn run_train(args: TrainArgs, show_progress: bool) -> anyhow::Result<()> {
+    let spec = match (&args.preset, &args.arch) {
+        (_, Some(path)) => ArchSpec::from_file(path)?,
+        (Some(name), None) => ArchSpec::preset(name)?,
+        (None, None) => {
+            println!(
+                "no --preset or --arch given: training tutorial-tuned (presets: {})",
+                PRESETS.join(", ")
+            );
+            ArchSpec::preset("tutorial-tuned")?
+        }
+    };
+    let config = train_config(&args);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+
+    let (cifar, data_name, load_seconds) = load_data(args.data.as_deref(), Wanted::Both)?;
+    let train_set = match args.limit_train {
+        Some(n) => cifar.train.limit(n, config.seed),
+        None => cifar.train,
+    };
+    let test_set = match args.limit_test {
+        Some(n) => cifar.test.limit(n, config.seed),
+        None => cifar.test,
+    };
+    println!("model: {}", spec.summary());
+    println!(
+        "training: {:?}, lr {}, batch {}, up to {} epochs, patience {}, {:?} schedule, augment {}, standardize {}, backend {:?}",
+        config.optimizer,
+        config.learning_rate,
+        config.batch_size,
+        config.epochs,
+        config.patience,
+        config.schedule,
+        config.augment,
+        config.standardize,
+        config.backend
+    );
+    crate::output::write_json(&args.out.join("arch.json"), &spec)?;
+
+    let session = Session {
+        dir: &args.out,
+        resume: args.resume,
+        show_progress,
+    };
+    let trained = train::train(&train_set, &spec, &config, &session)?;
+    crate::output::write_json(
+        &args.out.join("training.json"),
+        &TrainingRecord {
+            config: config.clone(),
+            normalization: trained.normalization,
+            limit_test: args.limit_test,
+            limit_train: args.limit_train,
+        },
+    )?;
+    crate::plots::curves_png(
+        &args.out.join("curves.png"),
+        &trained.history,
+        "learning curves",
+    )?;
+
+    let evaluation = evaluate(&trained.model, &test_set, &trained.normalization);
+    let validation_images = (train_set.len() as f64 * config.validation_split).round() as usize;
+    let metrics = RunMetrics {
+        data: data_name,
+        parameters: spec.parameter_count(),
+        spec,
+        config,
+        train_images: train_set.len() - validation_images,
+        validation_images,
+        load_seconds,
+        train_seconds: trained.train_seconds,
+        best_epoch: trained.best_epoch,
+        history: trained.history,
+        test: evaluation.clone(),
+    };
+    let title = format!("best epoch {}", metrics.best_epoch);
+    evaluation.write_files(&args.out, &title)?;
+    crate::output::write_json(&args.out.join("metrics.json"), &metrics)?;
+    println!("\n{}", evaluation.to_text(&title));
+    println!(
+        "trained in {:.0} s; wrote model.bpk, arch.json, training.json, metrics.json, report.txt, confusion.png, curves.png to {}",
+        metrics.train_seconds,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: unexpected contents", path.display()))
+}
+
+fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    let spec: ArchSpec = read_json(&args.model.join("arch.json"))?;
+    spec.validate()
+        .with_context(|| format!("{}", args.model.join("arch.json").display()))?;
+    let record: TrainingRecord = read_json(&args.model.join("training.json"))?;
+    let backend = args.backend.unwrap_or(record.config.backend);
+    let model = train::load_weights(&spec, &args.model.join("model.bpk"), &backend.device())?;
+
+    let (cifar, _, _) = load_data(args.data.as_deref(), Wanted::TestOnly)?;
+    let test_set = match args.limit_test.or(record.limit_test) {
+        Some(n) => cifar.test.limit(n, record.config.seed),
+        None => cifar.test,
+    };
+    let evaluation = evaluate(&model, &test_set, &record.normalization);
+    crate::output::write_json(&args.model.join("evaluation.json"), &evaluation)?;
+    println!(
+        "{}",
+        evaluation.to_text(&format!("evaluation of {}", args.model.display()))
+    );
+    println!("wrote {}", args.model.join("evaluation.json").display());
+    Ok(())
+}
