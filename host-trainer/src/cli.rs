@@ -327,14 +327,13 @@ fn run_train(args: TrainArgs, show_progress: bool) -> anyhow::Result<()> {
     )?;
 
     let evaluation = evaluate(&trained.model, &test_set, &trained.normalization);
-    let validation_images = (train_set.len() as f64 * config.validation_split).round() as usize;
     let metrics = RunMetrics {
         data: data_name,
         parameters: spec.parameter_count(),
         spec,
         config,
-        train_images: train_set.len() - validation_images,
-        validation_images,
+        train_images: trained.train_images,
+        validation_images: trained.validation_images,
         load_seconds,
         train_seconds: trained.train_seconds,
         best_epoch: trained.best_epoch,

@@ -359,8 +359,14 @@ mod tests {
         assert_eq!(tuned.flattened_features(), 32 * 4 * 4);
         // 896 + 82,976 + 384,750 + 7,510, counted by hand from the layer shapes.
         assert_eq!(tuned.parameter_count(), 476_132);
-        for name in PRESETS {
-            ArchSpec::preset(name).unwrap().validate().unwrap();
+        // Counted by hand: conv 32@3x3 is 32 * (3 * 9 + 1) = 896; tutorial-1conv adds
+        // 10 * (8,192 + 1); tutorial-2conv adds 32 * (288 + 1) and 10 * (2,048 + 1);
+        // tutorial-hidden puts 400 * (2,048 + 1) and 10 * (400 + 1) in place of the latter.
+        let counts = [82_826, 30_634, 833_754, 476_132];
+        for (name, count) in PRESETS.iter().zip(counts) {
+            let spec = ArchSpec::preset(name).unwrap();
+            spec.validate().unwrap();
+            assert_eq!(spec.parameter_count(), count, "{name}");
         }
         assert!(ArchSpec::preset("resnet").is_err());
     }
@@ -381,6 +387,47 @@ mod tests {
         let model = Cnn::new(&spec, &device);
         let out = model.forward(Tensor::zeros([2, 3, 32, 32], &device));
         assert_eq!(out.dims(), [2, 10]);
+    }
+
+    /// The same weights give the same scores on burn-flex and on the plain burn-ndarray
+    /// reference, odd and even kernels and both poolings included.
+    #[test]
+    fn flex_and_ndarray_agree() {
+        let spec = ArchSpec {
+            conv: vec![
+                ConvBlock {
+                    filters: 6,
+                    kernel: 5,
+                    activation: Activation::Relu,
+                    pool: Pool::Max,
+                    pool_size: 2,
+                },
+                ConvBlock {
+                    filters: 4,
+                    kernel: 4,
+                    activation: Activation::None,
+                    pool: Pool::Avg,
+                    pool_size: 4,
+                },
+            ],
+            dense: vec![DenseLayer {
+                units: 12,
+                activation: Activation::Relu,
+            }],
+        };
+        let flex = Device::flex();
+        #[allow(deprecated)]
+        let ndarray = Device::ndarray();
+        flex.seed(4);
+        let model = Cnn::new(&spec, &flex);
+        let reference = Cnn::new(&spec, &ndarray).load_record(model.clone().into_record());
+        let input: Tensor<4> =
+            Tensor::random([3, 3, 32, 32], burn::tensor::Distribution::Default, &flex);
+        let expected = reference
+            .forward(input.clone().to_device(&ndarray))
+            .into_data();
+        let got = model.forward(input).into_data();
+        got.assert_approx_eq::<f32>(&expected, burn::tensor::Tolerance::relative(1e-4));
     }
 
     #[test]

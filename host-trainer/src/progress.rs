@@ -12,7 +12,7 @@ fn target(visible: bool) -> ProgressDrawTarget {
 
 /// A bar over a byte count, with transfer rate; a spinner when the total is unknown.
 pub fn bytes_bar(total: Option<u64>, visible: bool) -> ProgressBar {
-    let bar = match total {
+    match total {
         Some(total) => ProgressBar::with_draw_target(Some(total), target(visible)).with_style(
             ProgressStyle::with_template(
                 "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
@@ -24,8 +24,7 @@ pub fn bytes_bar(total: Option<u64>, visible: bool) -> ProgressBar {
             ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}")
                 .expect("the template is valid"),
         ),
-    };
-    bar
+    }
 }
 
 /// A bar over a count of images; the message carries running figures.

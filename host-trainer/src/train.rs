@@ -378,10 +378,11 @@ impl EarlyStopping {
         }
     }
 
-    /// Whether training should stop now.
+    /// Whether training should stop now: after `patience` epochs in a row without a new
+    /// best, as Keras's `EarlyStopping` counts them (patience 1 stops at the first epoch
+    /// that does not improve).
     pub fn should_stop(&self) -> bool {
-        self.epochs_without_improvement > self.patience
-            || (self.patience == 0 && self.epochs_without_improvement > 0)
+        self.epochs_without_improvement > 0 && self.epochs_without_improvement >= self.patience
     }
 }
 
@@ -468,6 +469,10 @@ pub struct Trained {
     pub normalization: Normalization,
     /// Wall time of the training, validation included, over all sessions.
     pub train_seconds: f64,
+    /// Images trained on, after the validation split.
+    pub train_images: usize,
+    /// Images held out for validation.
+    pub validation_images: usize,
 }
 
 /// Predicted classes and mean cross-entropy of a network on a data set.
@@ -748,6 +753,8 @@ pub fn train(
         train_seconds: state.history.iter().map(|r| r.epoch_seconds).sum(),
         history: state.history,
         normalization: state.normalization,
+        train_images: train_indices.len(),
+        validation_images: validation_indices.len(),
     })
 }
 
@@ -821,23 +828,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patience_one_stops_after_two_epochs_without_improvement() {
+    fn patience_one_stops_at_the_first_epoch_without_improvement() {
         let mut stopping = EarlyStopping::new(1);
         assert!(stopping.observe(1, 1.0));
         assert!(!stopping.should_stop());
-        assert!(!stopping.observe(2, 1.1));
-        assert!(
-            !stopping.should_stop(),
-            "one bad epoch is within patience 1"
-        );
-        assert!(!stopping.observe(3, 1.0), "equal is not better");
+        assert!(stopping.observe(2, 0.9));
+        assert!(!stopping.should_stop());
+        assert!(!stopping.observe(3, 0.9), "equal is not better");
         assert!(stopping.should_stop());
-        assert_eq!(stopping.best_epoch, 1);
+        assert_eq!(stopping.best_epoch, 2);
+        assert_eq!(stopping.best_loss, 0.9);
     }
 
     #[test]
     fn improvement_resets_the_count() {
-        let mut stopping = EarlyStopping::new(2);
+        let mut stopping = EarlyStopping::new(3);
         for (epoch, loss) in [(1, 2.0), (2, 2.1), (3, 2.2), (4, 1.5), (5, 1.6), (6, 1.7)] {
             stopping.observe(epoch, loss);
             assert!(!stopping.should_stop(), "epoch {epoch}");
@@ -848,7 +853,7 @@ mod tests {
     }
 
     #[test]
-    fn patience_zero_stops_at_the_first_bad_epoch() {
+    fn patience_zero_stops_at_the_first_bad_epoch_only() {
         let mut stopping = EarlyStopping::new(0);
         stopping.observe(1, 1.0);
         assert!(!stopping.should_stop());
