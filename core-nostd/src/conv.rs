@@ -45,6 +45,60 @@ fn window(at: usize, kernel: usize, before: usize, size: usize) -> core::ops::Ra
     start..end.max(start)
 }
 
+/// The loops shared by both precisions: for every output value, `start` gives the
+/// accumulator of its channel, `accumulate` adds one input value times one weight, and
+/// `finish` turns the sum into the output value. Only taps that land inside the input are
+/// visited; the lengths were checked by the caller.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn convolve<I: Copy, W: Copy, A: Copy, O>(
+    input: &[I],
+    shape: Shape,
+    weights: &[W],
+    kernel: usize,
+    output: &mut [O],
+    start: impl Fn(usize) -> A,
+    accumulate: impl Fn(A, I, W) -> A,
+    finish: impl Fn(usize, A) -> O,
+) {
+    let Shape {
+        channels,
+        height,
+        width,
+    } = shape;
+    let (before, _) = same_padding(kernel);
+    let plane = height * width;
+    let taps = kernel * kernel;
+    if plane == 0 || taps == 0 || channels == 0 {
+        return;
+    }
+    for (oc, (out_plane, filters)) in output
+        .chunks_exact_mut(plane)
+        .zip(weights.chunks_exact(channels * taps))
+        .enumerate()
+    {
+        for y in 0..height {
+            let rows = window(y, kernel, before, height);
+            for x in 0..width {
+                let columns = window(x, kernel, before, width);
+                let mut sum = start(oc);
+                for (in_plane, filter) in input.chunks_exact(plane).zip(filters.chunks_exact(taps))
+                {
+                    for ky in rows.clone() {
+                        let iy = y + ky - before;
+                        let row = &in_plane[iy * width..(iy + 1) * width];
+                        let taps_row = &filter[ky * kernel..(ky + 1) * kernel];
+                        for kx in columns.clone() {
+                            sum = accumulate(sum, row[x + kx - before], taps_row[kx]);
+                        }
+                    }
+                }
+                out_plane[y * width + x] = finish(oc, sum);
+            }
+        }
+    }
+}
+
 /// f32 convolution: `output = conv(input, weights) + bias`, then ReLU if `relu`.
 /// The output has `bias.len()` channels of the input's height and width.
 pub fn conv2d_f32(
@@ -64,36 +118,16 @@ pub fn conv2d_f32(
         kernel,
         output.len(),
     )?;
-    let Shape {
-        channels,
-        height,
-        width,
-    } = shape;
-    let (before, _) = same_padding(kernel);
-    let plane = height * width;
-    let taps = kernel * kernel;
-    for (oc, (out_plane, &b)) in output.chunks_exact_mut(plane).zip(bias).enumerate() {
-        let filters = &weights[oc * channels * taps..(oc + 1) * channels * taps];
-        for y in 0..height {
-            let rows = window(y, kernel, before, height);
-            for x in 0..width {
-                let columns = window(x, kernel, before, width);
-                let mut sum = b;
-                for (in_plane, filter) in input.chunks_exact(plane).zip(filters.chunks_exact(taps))
-                {
-                    for ky in rows.clone() {
-                        let iy = y + ky - before;
-                        let row = &in_plane[iy * width..(iy + 1) * width];
-                        let taps_row = &filter[ky * kernel..(ky + 1) * kernel];
-                        for kx in columns.clone() {
-                            sum += row[x + kx - before] * taps_row[kx];
-                        }
-                    }
-                }
-                out_plane[y * width + x] = if relu { sum.max(0.0) } else { sum };
-            }
-        }
-    }
+    convolve(
+        input,
+        shape,
+        weights,
+        kernel,
+        output,
+        |oc| bias[oc],
+        |sum, x, w| sum + x * w,
+        |_, sum| if relu { sum.max(0.0) } else { sum },
+    );
     Ok(())
 }
 
@@ -119,46 +153,18 @@ pub fn conv2d_i8(
         kernel,
         output.len(),
     )?;
-    check_len(
-        "requantization scales",
-        requantization.per_channel.len(),
-        Some(bias.len()),
-    )?;
-    let Shape {
-        channels,
-        height,
-        width,
-    } = shape;
-    let (before, _) = same_padding(kernel);
-    let plane = height * width;
-    let taps = kernel * kernel;
-    let channels_out = output
-        .chunks_exact_mut(plane)
-        .zip(bias)
-        .zip(requantization.per_channel);
-    for (oc, ((out_plane, &b), &scale)) in channels_out.enumerate() {
-        let filters = &weights[oc * channels * taps..(oc + 1) * channels * taps];
-        for y in 0..height {
-            let rows = window(y, kernel, before, height);
-            for x in 0..width {
-                let columns = window(x, kernel, before, width);
-                let mut sum = b;
-                for (in_plane, filter) in input.chunks_exact(plane).zip(filters.chunks_exact(taps))
-                {
-                    for ky in rows.clone() {
-                        let iy = y + ky - before;
-                        let row = &in_plane[iy * width..(iy + 1) * width];
-                        let taps_row = &filter[ky * kernel..(ky + 1) * kernel];
-                        for kx in columns.clone() {
-                            let value = row[x + kx - before] as i32 - input_zero_point;
-                            sum = sum.wrapping_add(value * taps_row[kx] as i32);
-                        }
-                    }
-                }
-                out_plane[y * width + x] = requantization.output(scale, sum);
-            }
-        }
-    }
+    let scales = requantization.per_channel;
+    check_len("requantization scales", scales.len(), Some(bias.len()))?;
+    convolve(
+        input,
+        shape,
+        weights,
+        kernel,
+        output,
+        |oc| bias[oc],
+        |sum: i32, x: i8, w: i8| sum.wrapping_add((x as i32 - input_zero_point) * w as i32),
+        |oc, sum| requantization.output(scales[oc], sum),
+    );
     Ok(())
 }
 

@@ -27,6 +27,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod classify;
 pub mod conv;
 pub mod dense;
 mod error;
