@@ -4,6 +4,7 @@
 //!
 //! Weights are laid out `[out_channel][in_channel][ky][kx]`, as burn stores them.
 
+use crate::element::{Int32, Real, Scale};
 use crate::requant::Requantization;
 use crate::{Error, Shape, check_len};
 
@@ -38,17 +39,23 @@ fn check(
     check_len("convolution output", output_len, outputs)
 }
 
-/// The kernel rows (or columns) that land inside the input for output row (or column) `at`.
+/// The kernel rows that land inside the input for output row `at`.
 fn window(at: usize, kernel: usize, before: usize, size: usize) -> core::ops::Range<usize> {
     let start = before.saturating_sub(at);
     let end = kernel.min((size + before).saturating_sub(at));
     start..end.max(start)
 }
 
-/// The loops shared by both precisions: for every output value, `start` gives the
-/// accumulator of its channel, `accumulate` adds one input value times one weight, and
-/// `finish` turns the sum into the output value. Only taps that land inside the input are
-/// visited; the lengths were checked by the caller.
+/// Output columns computed together: their accumulators live on the stack, and the inner
+/// loop runs along a row of the input, where the compiler can vectorize it.
+const COLUMNS: usize = 32;
+
+/// The loops shared by both precisions: `start` gives the accumulator of an output channel,
+/// `accumulate` adds one input value times one weight, and `finish` turns a sum into the
+/// output value. For each output row and block of columns, each tap of the kernel adds its
+/// weight times a shifted run of one input row; taps that fall in the padding are skipped.
+/// The taps of one output value are summed in input channel, row, column order. The lengths
+/// were checked by the caller.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn convolve<I: Copy, W: Copy, A: Copy, O>(
@@ -77,35 +84,50 @@ fn convolve<I: Copy, W: Copy, A: Copy, O>(
         .zip(weights.chunks_exact(channels * taps))
         .enumerate()
     {
+        let bias = start(oc);
         for y in 0..height {
             let rows = window(y, kernel, before, height);
-            for x in 0..width {
-                let columns = window(x, kernel, before, width);
-                let mut sum = start(oc);
+            let out_row = &mut out_plane[y * width..(y + 1) * width];
+            for (block, out_block) in out_row.chunks_mut(COLUMNS).enumerate() {
+                let x0 = block * COLUMNS;
+                let x1 = x0 + out_block.len();
+                let mut sums = [bias; COLUMNS];
                 for (in_plane, filter) in input.chunks_exact(plane).zip(filters.chunks_exact(taps))
                 {
                     for ky in rows.clone() {
                         let iy = y + ky - before;
                         let row = &in_plane[iy * width..(iy + 1) * width];
                         let taps_row = &filter[ky * kernel..(ky + 1) * kernel];
-                        for kx in columns.clone() {
-                            sum = accumulate(sum, row[x + kx - before], taps_row[kx]);
+                        for (kx, &w) in taps_row.iter().enumerate() {
+                            // Output column x reads input column x + kx - before.
+                            let lo = x0.max(before.saturating_sub(kx));
+                            let hi = x1.min((width + before).saturating_sub(kx));
+                            if lo >= hi {
+                                continue;
+                            }
+                            let source = &row[lo + kx - before..hi + kx - before];
+                            for (sum, &value) in sums[lo - x0..hi - x0].iter_mut().zip(source) {
+                                *sum = accumulate(*sum, value, w);
+                            }
                         }
                     }
                 }
-                out_plane[y * width + x] = finish(oc, sum);
+                for (out, &sum) in out_block.iter_mut().zip(&sums) {
+                    *out = finish(oc, sum);
+                }
             }
         }
     }
 }
 
 /// f32 convolution: `output = conv(input, weights) + bias`, then ReLU if `relu`.
-/// The output has `bias.len()` channels of the input's height and width.
-pub fn conv2d_f32(
+/// The output has `bias.len()` channels of the input's height and width. Weights and biases
+/// are `f32` values or their little-endian bytes (see [`Real`]).
+pub fn conv2d_f32<W: Real>(
     input: &[f32],
     shape: Shape,
-    weights: &[f32],
-    bias: &[f32],
+    weights: &[W],
+    bias: &[W],
     kernel: usize,
     relu: bool,
     output: &mut [f32],
@@ -124,25 +146,40 @@ pub fn conv2d_f32(
         weights,
         kernel,
         output,
-        |oc| bias[oc],
-        |sum, x, w| sum + x * w,
+        |oc| bias[oc].to_f32(),
+        |sum, x, w: W| sum + x * w.to_f32(),
         |_, sum| if relu { sum.max(0.0) } else { sum },
     );
     Ok(())
 }
 
+/// Bytes of scratch [`conv2d_i8`] needs: one patch of `channels x kernel x kernel` int16
+/// values, or `None` on overflow.
+pub fn i8_scratch_bytes(channels: usize, kernel: usize) -> Option<usize> {
+    kernel
+        .checked_mul(kernel)?
+        .checked_mul(channels)?
+        .checked_mul(2)
+}
+
 /// int8 convolution. Accumulates `(input - input_zero_point) * weight` in int32 over the
 /// window (padding holds the zero point, so it adds nothing), adds `bias`, and requantizes.
 /// The output has `bias.len()` channels; `requantization.per_channel` needs as many scales.
+///
+/// For each output position the window is first copied into `scratch` (at least
+/// [`i8_scratch_bytes`] bytes, any alignment) as int16 values with the zero point taken
+/// off and padding as 0; then each output channel is one contiguous dot product of that
+/// patch with its filter, a loop compilers turn into multiply-add vector instructions.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_i8(
+pub fn conv2d_i8<B: Int32, S: Scale>(
     input: &[i8],
     shape: Shape,
-    input_zero_point: i32,
+    input_zero_point: i8,
     weights: &[i8],
-    bias: &[i32],
+    bias: &[B],
     kernel: usize,
-    requantization: &Requantization<'_>,
+    requantization: &Requantization<'_, S>,
+    scratch: &mut [u8],
     output: &mut [i8],
 ) -> Result<(), Error> {
     check(
@@ -154,18 +191,88 @@ pub fn conv2d_i8(
         output.len(),
     )?;
     let scales = requantization.per_channel;
-    check_len("requantization scales", scales.len(), Some(bias.len()))?;
-    convolve(
-        input,
-        shape,
-        weights,
-        kernel,
-        output,
-        |oc| bias[oc],
-        |sum: i32, x: i8, w: i8| sum.wrapping_add((x as i32 - input_zero_point) * w as i32),
-        |oc, sum| requantization.output(scales[oc], sum),
-    );
+    requantization.check(bias.len())?;
+    let patch_bytes = i8_scratch_bytes(shape.channels, kernel).ok_or(Error::Overflow {
+        what: "convolution scratch",
+    })?;
+    let found = scratch.len();
+    let Some(scratch) = scratch.get_mut(..patch_bytes) else {
+        return Err(Error::Length {
+            what: "convolution scratch bytes",
+            expected: patch_bytes,
+            found,
+        });
+    };
+    let (patch, _) = scratch.as_chunks_mut::<2>();
+
+    let Shape {
+        channels,
+        height,
+        width,
+    } = shape;
+    let plane = height * width;
+    let taps = kernel * kernel;
+    if plane == 0 || channels == 0 {
+        return Ok(());
+    }
+    let (before, _) = same_padding(kernel);
+    let zero_point = input_zero_point as i16;
+    for y in 0..height {
+        for x in 0..width {
+            fill_patch(input, shape, zero_point, kernel, before, (y, x), patch);
+            let units = output
+                .chunks_exact_mut(plane)
+                .zip(weights.chunks_exact(channels * taps))
+                .zip(bias.iter().zip(scales));
+            for ((out_plane, filter), (bias, &scale)) in units {
+                // |x - zero point| <= 255 and |w| <= 128: every product fits in an i32.
+                let sum = patch
+                    .iter()
+                    .zip(filter)
+                    .fold(bias.to_i32(), |sum, (p, &w)| {
+                        sum.wrapping_add(i16::from_le_bytes(*p) as i32 * w as i32)
+                    });
+                out_plane[y * width + x] = requantization.output(scale, sum);
+            }
+        }
+    }
     Ok(())
+}
+
+/// Copies the window of output position `(y, x)` into `patch`, in the weights' order
+/// (input channel, kernel row, kernel column), as `input - zero_point`, with 0 for padding.
+fn fill_patch(
+    input: &[i8],
+    shape: Shape,
+    zero_point: i16,
+    kernel: usize,
+    before: usize,
+    (y, x): (usize, usize),
+    patch: &mut [[u8; 2]],
+) {
+    let Shape { height, width, .. } = shape;
+    let plane = height * width;
+    let columns = window(x, kernel, before, width);
+    let rows = window(y, kernel, before, height);
+    let mut taps = patch.chunks_exact_mut(kernel);
+    for in_plane in input.chunks_exact(plane) {
+        for ky in 0..kernel {
+            let Some(taps_row) = taps.next() else {
+                return;
+            };
+            taps_row.fill([0; 2]);
+            if !rows.contains(&ky) {
+                continue;
+            }
+            let iy = y + ky - before;
+            let row = &in_plane[iy * width..(iy + 1) * width];
+            let first = x + columns.start - before;
+            let values = &row[first..first + columns.len()];
+            for (tap, &value) in taps_row[columns.clone()].iter_mut().zip(values) {
+                *tap = (value as i16 - zero_point).to_le_bytes();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +393,7 @@ mod tests {
             &bias,
             3,
             &requantization,
+            &mut [0; 2 * 2 * 9],
             &mut out,
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! Dense (fully connected) layers. Weights are laid out `[output][input]`, one row per output
 //! unit, so that each output is one contiguous dot product.
 
+use crate::element::{Int32, Real, Scale};
 use crate::requant::Requantization;
 use crate::{Error, check_len};
 
@@ -15,55 +16,54 @@ fn check(
 }
 
 /// f32 dense layer: `output = weights . input + bias`, then ReLU if `relu`.
-/// The layer has `bias.len()` outputs.
-pub fn dense_f32(
+/// The layer has `bias.len()` outputs. Weights and biases are `f32` values or their
+/// little-endian bytes (see [`Real`]).
+pub fn dense_f32<W: Real>(
     input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
+    weights: &[W],
+    bias: &[W],
     relu: bool,
     output: &mut [f32],
 ) -> Result<(), Error> {
     check(input.len(), weights.len(), bias.len(), output.len())?;
-    if input.is_empty() {
-        output.copy_from_slice(bias);
-        return Ok(());
-    }
-    for ((out, row), &b) in output
-        .iter_mut()
-        .zip(weights.chunks_exact(input.len()))
-        .zip(bias)
-    {
-        let sum = row.iter().zip(input).fold(b, |acc, (w, x)| acc + w * x);
+    let row_len = input.len().max(1);
+    for ((out, row), &b) in output.iter_mut().zip(weights.chunks(row_len)).zip(bias) {
+        let sum = row
+            .iter()
+            .zip(input)
+            .fold(b.to_f32(), |acc, (w, x)| acc + w.to_f32() * x);
         *out = if relu { sum.max(0.0) } else { sum };
+    }
+    if input.is_empty() {
+        for (out, &b) in output.iter_mut().zip(bias) {
+            *out = b.to_f32();
+        }
     }
     Ok(())
 }
 
 /// int8 dense layer: int32 sums of `(input - input_zero_point) * weight`, plus `bias`,
 /// requantized per output unit.
-pub fn dense_i8(
+pub fn dense_i8<B: Int32, S: Scale>(
     input: &[i8],
-    input_zero_point: i32,
+    input_zero_point: i8,
     weights: &[i8],
-    bias: &[i32],
-    requantization: &Requantization<'_>,
+    bias: &[B],
+    requantization: &Requantization<'_, S>,
     output: &mut [i8],
 ) -> Result<(), Error> {
     check(input.len(), weights.len(), bias.len(), output.len())?;
-    check_len(
-        "requantization scales",
-        requantization.per_channel.len(),
-        Some(bias.len()),
-    )?;
+    requantization.check(bias.len())?;
+    let zero_point = input_zero_point as i16;
     let row_len = input.len().max(1);
     let units = output
         .iter_mut()
         .zip(weights.chunks(row_len))
         .zip(bias)
         .zip(requantization.per_channel);
-    for (((out, row), &b), &scale) in units {
-        let sum = row.iter().zip(input).fold(b, |acc, (&w, &x)| {
-            acc.wrapping_add((x as i32 - input_zero_point) * w as i32)
+    for (((out, row), b), &scale) in units {
+        let sum = row.iter().zip(input).fold(b.to_i32(), |acc, (&w, &x)| {
+            acc.wrapping_add(((x as i16 - zero_point) * w as i16) as i32)
         });
         *out = requantization.output(scale, sum);
     }
@@ -130,5 +130,26 @@ mod tests {
         let mut out = [0.0f32; 2];
         assert!(dense_f32(&[1.0; 3], &[0.0; 5], &[0.0; 2], false, &mut out).is_err());
         assert!(dense_f32(&[1.0; 3], &[0.0; 6], &[0.0; 3], false, &mut out).is_err());
+    }
+
+    #[test]
+    fn an_empty_clamp_is_an_error() {
+        let scales = [Requantize::from_scale(0.5).unwrap()];
+        let mut requantization = Requantization {
+            per_channel: &scales,
+            zero_point: 0,
+            min: 1,
+            max: 0,
+        };
+        let mut out = [0i8; 1];
+        let run = |r: &Requantization<'_>, out: &mut [i8]| dense_i8(&[4], 0, &[1], &[0i32], r, out);
+        assert!(matches!(
+            run(&requantization, &mut out),
+            Err(Error::Format { .. })
+        ));
+        requantization.min = 0;
+        requantization.max = 1;
+        assert_eq!(run(&requantization, &mut out), Ok(()));
+        assert_eq!(out, [1], "4 x 0.5 = 2, clamped to 1");
     }
 }

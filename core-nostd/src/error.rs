@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-/// Why a kernel refused its arguments.
+/// Why a model or a kernel refused its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// A slice does not hold as many values as its shape says.
@@ -31,6 +31,39 @@ pub enum Error {
         /// The shift.
         shift: i32,
     },
+    /// The model file is malformed.
+    Format {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The model file has another format version.
+    Version {
+        /// Version in the file.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// The payload's CRC-32 differs from the one in the header: the file is damaged.
+    Checksum {
+        /// CRC-32 in the header.
+        stored: u32,
+        /// CRC-32 of the payload as read.
+        computed: u32,
+    },
+    /// The payload is not a valid postcard-encoded model definition.
+    Decode,
+    /// The model has the other precision than the inference asked for.
+    Precision {
+        /// The model's precision.
+        model: crate::format::Precision,
+    },
+    /// A buffer is not aligned as its values need.
+    Alignment {
+        /// Which buffer.
+        what: &'static str,
+        /// Alignment needed, in bytes.
+        align: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -45,6 +78,22 @@ impl fmt::Display for Error {
             Error::BadWindow { what, size } => write!(f, "{what}: unusable size {size}"),
             Error::BadShift { shift } => {
                 write!(f, "requantization shift {shift} is outside -31..=30")
+            }
+            Error::Format { what } => write!(f, "malformed model: {what}"),
+            Error::Version { found, supported } => write!(
+                f,
+                "model format version {found}, but this build reads version {supported}"
+            ),
+            Error::Checksum { stored, computed } => write!(
+                f,
+                "model payload damaged: CRC-32 {computed:#010x}, header says {stored:#010x}"
+            ),
+            Error::Decode => write!(f, "malformed model: the payload does not decode"),
+            Error::Precision { model } => {
+                write!(f, "the model is {model:?}; use the matching infer function")
+            }
+            Error::Alignment { what, align } => {
+                write!(f, "{what}: must be aligned to {align} bytes")
             }
         }
     }

@@ -1,40 +1,135 @@
-//! Heap-free inference kernels for the CNNs that `host-trainer` trains.
+//! Heap-free inference for the CNNs that `host-trainer` trains: a model file format, a
+//! parser that checks a model once, and f32 and int8 kernels that run it in a caller-owned
+//! arena.
 //!
-//! `#![no_std]`, no `alloc`: every kernel reads and writes caller-owned slices. Feature maps
-//! are stored channel by channel (CHW): value `(c, y, x)` of a map of `height` x `width` sits
-//! at `c * height * width + y * width + x`, the layout of the CIFAR-10 binary format and of
-//! burn's tensors, so a network trained on the host runs here without reordering.
+//! `#![no_std]`, no `alloc`. Feature maps are stored channel by channel (CHW): value
+//! `(c, y, x)` of a map of `height` x `width` sits at `c * height * width + y * width + x`,
+//! the layout of the CIFAR-10 binary format and of burn's tensors, so a network trained on
+//! the host runs here without reordering.
 //!
-//! Each kernel exists in `f32` and in `int8`. The int8 kernels follow the integer-only scheme
-//! of TensorFlow Lite and CMSIS-NN: int8 values with a zero point, int32 accumulators, and a
-//! per-channel fixed-point [`Requantize`] back to int8. No floating point is used by them.
+//! The int8 kernels follow the integer-only scheme of TensorFlow Lite and CMSIS-NN: int8
+//! values with a zero point, int32 accumulators, and a per-channel fixed-point
+//! [`Requantize`] back to int8. They use no floating point.
 //!
-//! Every kernel checks its slice lengths against the shapes it is given before touching any
-//! element and returns [`Error`] on a mismatch; no input makes a kernel panic.
+//! # Running a model
+//!
+//! [`Model::parse`] checks everything once: header, checksum, that each layer's shapes chain
+//! and that its weights have the lengths they need. Inference then needs an arena of
+//! [`Model::arena_bytes`] bytes (4-aligned for f32 models) and returns the class index;
+//! any bytes, pixels or arena give a value or an [`Error`], never a panic.
 //!
 //! ```
-//! use core_nostd::{conv, Shape};
+//! use core_nostd::format::{Input, Layer, ModelDef, PixelFormat, Precision, Quantization, Weights};
+//! use core_nostd::Model;
 //!
-//! // A 1x3x3 image convolved with one 3x3 kernel that sums the neighbourhood.
-//! let image = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
-//! let weights = [1.0f32; 9];
-//! let mut out = [0.0f32; 9];
-//! let shape = Shape { channels: 1, height: 3, width: 3 };
-//! conv::conv2d_f32(&image, shape, &weights, &[0.0], 3, false, &mut out).unwrap();
-//! assert_eq!(out[4], 45.0); // the centre sees all nine values
-//! assert_eq!(out[0], 12.0); // a corner sees four; padding counts as zero
+//! // A 1x2x2 grey image; the input table maps pixel p to p as f32; one dense layer with
+//! // two units: the sum of the pixels, and its negation.
+//! let table: Vec<u8> = (0..256).flat_map(|p| (p as f32).to_le_bytes()).collect();
+//! let weights: Vec<u8> = [1.0f32, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]
+//!     .iter()
+//!     .flat_map(|w| w.to_le_bytes())
+//!     .collect();
+//! let bias = [0u8; 8];
+//! let mut layers = heapless::Vec::new();
+//! layers
+//!     .push(Layer::Dense {
+//!         units: 2,
+//!         relu: false,
+//!         params: Weights { weights: &weights, bias: &bias, scales: &[], output: Quantization::NONE },
+//!     })
+//!     .unwrap();
+//! let def = ModelDef {
+//!     precision: Precision::F32,
+//!     input: Input {
+//!         channels: 1,
+//!         height: 2,
+//!         width: 2,
+//!         pixel_format: PixelFormat::U8Planar,
+//!         table: &table,
+//!         quantization: Quantization::NONE,
+//!     },
+//!     layers,
+//! };
+//! let payload = postcard::to_allocvec(&def).unwrap();
+//! let mut file = core_nostd::format::header(&payload).unwrap().to_vec();
+//! file.extend_from_slice(&payload);
+//!
+//! let model = Model::parse(&file).unwrap();
+//! let mut arena = [0u32; 8]; // u32 words keep the arena 4-aligned
+//! let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
+//! assert_eq!(model.arena_bytes(), 4 * (4 + 2));
+//! let mut scores = [0.0f32; 2];
+//! let class = model.infer_f32(&[1, 2, 3, 4], arena, &mut scores).unwrap();
+//! assert_eq!((class, scores), (0, [10.0, -10.0]));
+//! assert!(model.infer_f32(&[1, 2, 3, 4], &mut arena[..23], &mut scores).is_err());
 //! ```
+//!
+//! # The model file, byte by byte
+//!
+//! | offset | bytes | content |
+//! | --- | --- | --- |
+//! | 0 | 4 | magic `CMCU` ([`format::MAGIC`]) |
+//! | 4 | 2 | format version, little-endian ([`format::VERSION`], now 1) |
+//! | 6 | 4 | payload length in bytes, little-endian |
+//! | 10 | 4 | CRC-32 (zlib's) of the payload, little-endian |
+//! | 14 | rest | payload: a [`format::ModelDef`] in postcard encoding |
+//!
+//! A reader checks that the 14 header bytes are there, then the magic, then the version
+//! (another version is [`Error::Version`], whatever follows the header), then the length
+//! and the CRC, and only then decodes the payload.
+//!
+//! Postcard writes struct fields in order with no tags: `u16` and lengths as varints
+//! (7 bits per byte, low bits first, high bit set on all but the last byte), `i8` as one
+//! byte, `bool` as `0` or `1`, `f32` as 4 little-endian bytes, an enum as its variant
+//! index (a varint) then the variant's fields, and a byte slice or list as a varint length
+//! then its items. The payload is therefore:
+//!
+//! - precision: varint, `0` f32, `1` int8;
+//! - input: channels, height, width (varints); pixel format (varint `0`: one byte per
+//!   value, planar); table (varint length, then `channels` x 256 entries of 4 bytes (f32)
+//!   or 1 byte (int8): the input value of each pixel value, normalization and input
+//!   quantization folded in); quantization: scale (f32), zero point (i8);
+//! - layers: a varint count (at most [`format::MAX_LAYERS`]), then each layer: its variant
+//!   index, `0` convolution (filters varint, kernel byte, relu bool, parameters), `1` max
+//!   pooling (size byte), `2` average pooling (size byte), `3` dense (units varint, relu
+//!   bool, parameters);
+//! - parameters: weights (varint length, then f32 or int8 values: `[out][in][ky][kx]` for a
+//!   convolution, `[out][in]` for dense), biases (varint length, then one f32 or int32 per
+//!   output, 4 little-endian bytes each), scales (varint length, then per output a 4-byte
+//!   little-endian multiplier and a 1-byte shift; empty for f32), output quantization
+//!   (scale f32, zero point i8).
+//!
+//! Weights stay where they are in the file: the parsed [`Model`] borrows them, and the
+//! kernels decode the little-endian bytes as they read them, so a model in flash needs no
+//! alignment and no copy in RAM.
+//!
+//! # Arena
+//!
+//! Two buffers used in turn: the first holds the input values and the outputs of layers
+//! 2, 4, ...; the second the outputs of layers 1, 3, .... Each is as large as the largest
+//! tensor it holds, in values of the model's precision (4 bytes f32, 1 byte int8). An int8
+//! model adds one convolution window as int16 values (2 x channels x kernel x kernel bytes,
+//! for its largest window), the patch its convolutions take dot products with. For
+//! `tutorial-tuned` (3x32x32 input, conv 32 then max pool 2, conv 32 then max pool 4,
+//! dense 750, dense 10) that is 32,768 + 8,192 values and a 32x9x9 window: 46,144 bytes in
+//! int8, 163,840 in f32.
 #![no_std]
 #![warn(missing_docs)]
 
 pub mod classify;
 pub mod conv;
+mod crc;
 pub mod dense;
+pub mod element;
 mod error;
+pub mod format;
+mod model;
 pub mod pool;
 pub mod requant;
 
+pub use crc::crc32;
 pub use error::Error;
+pub use model::Model;
 pub use requant::Requantize;
 
 /// The shape of a feature map: channels of `height` x `width` values.

@@ -12,6 +12,7 @@
 //!    divisor, ties round up for positive values and down for negative ones (away from zero).
 
 use crate::Error;
+use crate::element::Scale;
 
 /// A real scale factor in fixed point; see the module docs for the arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,21 @@ impl Requantize {
         Self::new(fixed as i32, shift)
     }
 
+    /// `new` with each part clamped into its range instead of refused.
+    pub(crate) fn clamped(multiplier: i32, shift: i32) -> Self {
+        Self {
+            multiplier: multiplier.max(0),
+            shift: shift.clamp(*SHIFTS.start(), *SHIFTS.end()),
+        }
+    }
+
+    /// The stored form read by [`crate::element::Scale`]: the multiplier in 4 little-endian
+    /// bytes, then the shift in one signed byte.
+    pub fn to_bytes(self) -> [u8; 5] {
+        let m = self.multiplier.to_le_bytes();
+        [m[0], m[1], m[2], m[3], self.shift as i8 as u8]
+    }
+
     /// The 32-bit multiplier.
     pub fn multiplier(self) -> i32 {
         self.multiplier
@@ -73,6 +89,7 @@ impl Requantize {
     }
 
     /// `round(value * scale)` in integer arithmetic.
+    #[inline]
     pub fn apply(self, value: i32) -> i32 {
         let left = self.shift.max(0) as u32;
         let right = (-self.shift).max(0) as u32;
@@ -85,9 +102,9 @@ impl Requantize {
 /// [`Requantize`], the output zero point, then a clamp (into which a ReLU folds: its lower
 /// bound becomes the zero point).
 #[derive(Debug, Clone, Copy)]
-pub struct Requantization<'a> {
+pub struct Requantization<'a, S = Requantize> {
     /// One scale per output channel: input scale x weight scale / output scale.
-    pub per_channel: &'a [Requantize],
+    pub per_channel: &'a [S],
     /// The output's zero point.
     pub zero_point: i32,
     /// Smallest output value.
@@ -96,10 +113,30 @@ pub struct Requantization<'a> {
     pub max: i8,
 }
 
-impl Requantization<'_> {
+impl<S: Scale> Requantization<'_, S> {
+    /// Checks that there is one scale for each of `outputs` channels and that the clamp is
+    /// a range (`min <= max`).
+    pub fn check(&self, outputs: usize) -> Result<(), Error> {
+        crate::check_len(
+            "requantization scales",
+            self.per_channel.len(),
+            Some(outputs),
+        )?;
+        if self.min > self.max {
+            return Err(Error::Format {
+                what: "requantization clamp: min is above max",
+            });
+        }
+        Ok(())
+    }
+
     /// The int8 output of channel `scale` for accumulator `accumulator`.
-    pub fn output(&self, scale: Requantize, accumulator: i32) -> i8 {
-        let value = scale.apply(accumulator).saturating_add(self.zero_point);
+    #[inline(always)]
+    pub fn output(&self, scale: S, accumulator: i32) -> i8 {
+        let value = scale
+            .to_requantize()
+            .apply(accumulator)
+            .saturating_add(self.zero_point);
         value.clamp(self.min as i32, self.max as i32) as i8
     }
 }

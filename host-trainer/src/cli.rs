@@ -33,6 +33,49 @@ enum Command {
     Download(DownloadArgs),
     /// Measure training and inference throughput, in images per second.
     Bench(BenchArgs),
+    /// Quantize a trained model to int8 (or export it as f32) in the core-nostd model format.
+    Quantize(QuantizeArgs),
+    /// Search architectures and training settings by stratified K-fold cross-validation,
+    /// then refit the best on the whole training set.
+    Search(SearchArgs),
+}
+
+/// Number representation of a written model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    /// The integer-only int8 scheme.
+    Int8,
+    /// 32-bit floats, as trained.
+    F32,
+}
+
+#[derive(Debug, Args)]
+struct QuantizeArgs {
+    /// A directory written by `host-trainer train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data set for calibration and the accuracy check (default: as for `train`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The model file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Training images whose activations set the int8 ranges (a stratified sample).
+    #[arg(long, default_value_t = 1000)]
+    calibration: usize,
+    /// Take each activation range at this percentile (for example 99.99) instead of the
+    /// minimum and maximum.
+    #[arg(long)]
+    percentile: Option<f64>,
+    /// Precision of the written model.
+    #[arg(long, value_enum, default_value = "int8")]
+    precision: PrecisionArg,
+    /// Also write Rust source that embeds the model file and gives ARENA_BYTES.
+    #[arg(long)]
+    rust: Option<PathBuf>,
+    /// Check accuracy on at most N test images (default: as many as the training run used).
+    #[arg(long)]
+    limit_test: Option<usize>,
 }
 
 /// Starting points for the training settings; any flag given overrides them.
@@ -205,7 +248,20 @@ pub struct RunMetrics {
 
 /// Parses the command line and runs it.
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    run(Cli::parse())
+}
+
+/// Runs `host-trainer` with these arguments (the first is the program name), in this
+/// process: what other crates' tests use to train and quantize.
+pub fn run_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    run(Cli::try_parse_from(args)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let show_progress = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cli.command {
         Command::Train(args) => run_train(args, show_progress),
@@ -214,6 +270,8 @@ pub fn main() -> anyhow::Result<()> {
             download::download(&args.url, &args.dir, args.md5.as_deref(), !cli.quiet)?;
             Ok(())
         }
+        Command::Quantize(args) => run_quantize(args, show_progress),
+        Command::Search(args) => run_search(args, show_progress),
         Command::Bench(args) => crate::bench::run(
             &ArchSpec::preset(&args.preset)?,
             &args.batch_sizes,
@@ -224,7 +282,12 @@ pub fn main() -> anyhow::Result<()> {
     }
 }
 
-fn load_data(explicit: Option<&Path>, wanted: Wanted) -> anyhow::Result<(Cifar10, String, f64)> {
+/// Finds and loads the data set (`--data`, else the usual places), printing where from and how
+/// long it took; returns the data, its path as text and the seconds.
+pub fn load_data(
+    explicit: Option<&Path>,
+    wanted: Wanted,
+) -> anyhow::Result<(Cifar10, String, f64)> {
     let path = locate::resolve(explicit)?;
     let started = Instant::now();
     let cifar = data::load(&path, wanted)?;
@@ -358,25 +421,209 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     serde_json::from_str(&text).with_context(|| format!("{}: unexpected contents", path.display()))
 }
 
-fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
-    let spec: ArchSpec = read_json(&args.model.join("arch.json"))?;
-    spec.validate()
-        .with_context(|| format!("{}", args.model.join("arch.json").display()))?;
-    let record: TrainingRecord = read_json(&args.model.join("training.json"))?;
-    let backend = args.backend.unwrap_or(record.config.backend);
-    let model = train::load_weights(&spec, &args.model.join("model.bpk"), &backend.device())?;
+/// A directory written by `train`, read back.
+pub struct TrainedRun {
+    /// The architecture.
+    pub spec: ArchSpec,
+    /// The settings and input normalization.
+    pub record: TrainingRecord,
+    /// The kept weights.
+    pub model: crate::model::Cnn,
+}
 
+impl TrainedRun {
+    /// Reads `dir`'s `arch.json`, `training.json` and `model.bpk`, on `backend` (default: the
+    /// one it was trained with).
+    pub fn load(dir: &Path, backend: Option<Backend>) -> anyhow::Result<Self> {
+        let spec: ArchSpec = read_json(&dir.join("arch.json"))?;
+        spec.validate()
+            .with_context(|| format!("{}", dir.join("arch.json").display()))?;
+        let record: TrainingRecord = read_json(&dir.join("training.json"))?;
+        let backend = backend.unwrap_or(record.config.backend);
+        let model = train::load_weights(&spec, &dir.join("model.bpk"), &backend.device())?;
+        Ok(Self {
+            spec,
+            record,
+            model,
+        })
+    }
+
+    /// The test set this run was evaluated on: `limit` images if given, else the run's own
+    /// `--limit-test`, else all.
+    pub fn test_set(
+        &self,
+        test: crate::data::Dataset,
+        limit: Option<usize>,
+    ) -> crate::data::Dataset {
+        match limit.or(self.record.limit_test) {
+            Some(n) => test.limit(n, self.record.config.seed),
+            None => test,
+        }
+    }
+}
+
+fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    let run = TrainedRun::load(&args.model, args.backend)?;
     let (cifar, _, _) = load_data(args.data.as_deref(), Wanted::TestOnly)?;
-    let test_set = match args.limit_test.or(record.limit_test) {
-        Some(n) => cifar.test.limit(n, record.config.seed),
-        None => cifar.test,
-    };
-    let evaluation = evaluate(&model, &test_set, &record.normalization);
+    let test_set = run.test_set(cifar.test, args.limit_test);
+    let evaluation = evaluate(&run.model, &test_set, &run.record.normalization);
     crate::output::write_json(&args.model.join("evaluation.json"), &evaluation)?;
+    crate::plots::confusion_png(
+        &args.model.join("evaluation-confusion.png"),
+        &evaluation.confusion,
+        &evaluation.report.class_names,
+        &format!("test accuracy {:.2}%", evaluation.accuracy * 100.0),
+    )?;
     println!(
         "{}",
         evaluation.to_text(&format!("evaluation of {}", args.model.display()))
     );
-    println!("wrote {}", args.model.join("evaluation.json").display());
+    println!(
+        "wrote evaluation.json and evaluation-confusion.png to {}",
+        args.model.display()
+    );
     Ok(())
+}
+
+fn run_quantize(args: QuantizeArgs, show_progress: bool) -> anyhow::Result<()> {
+    let run = TrainedRun::load(&args.model, None)?;
+    let net = crate::export::FloatNet::from_cnn(&run.model, &run.record.normalization)?;
+    let (cifar, _, _) = load_data(args.data.as_deref(), Wanted::Both)?;
+    let test_set = run.test_set(cifar.test, args.limit_test);
+
+    let started = Instant::now();
+    let bytes = match args.precision {
+        PrecisionArg::F32 => net.to_f32_model()?,
+        PrecisionArg::Int8 => {
+            let calibration = cifar.train.limit(args.calibration, run.record.config.seed);
+            let images: Vec<&[u8]> = (0..calibration.len())
+                .map(|i| calibration.image(i))
+                .collect();
+            let method = match args.percentile {
+                Some(p) => crate::quant::RangeMethod::Percentile(p),
+                None => crate::quant::RangeMethod::MinMax,
+            };
+            let ranges = crate::quant::calibrate(&net, &images, method)?;
+            println!(
+                "calibrated on {} training images ({method:?}) in {:.1} s",
+                images.len(),
+                started.elapsed().as_secs_f64()
+            );
+            crate::quant::int8_model(&net, &ranges)?
+        }
+    };
+    let model = core_nostd::Model::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("the written model does not parse: {e}"))?;
+
+    let float = evaluate(&run.model, &test_set, &run.record.normalization);
+    let core_accuracy = crate::export::core_accuracy(&model, &test_set, show_progress)?;
+    crate::export::write_model(&args.out, &bytes, args.rust.as_deref())?;
+    println!(
+        "model: {} bytes ({:?}), arena {} bytes, {} multiply-accumulates per image",
+        bytes.len(),
+        model.precision(),
+        model.arena_bytes(),
+        model.multiply_accumulates()
+    );
+    println!(
+        "test accuracy on {} images: float (burn) {:.4}, {:?} (core-nostd) {:.4}, change {:+.2} points",
+        test_set.len(),
+        float.accuracy,
+        model.precision(),
+        core_accuracy,
+        100.0 * (core_accuracy - float.accuracy)
+    );
+    match &args.rust {
+        Some(rust) => println!("wrote {} and {}", args.out.display(), rust.display()),
+        None => println!("wrote {}", args.out.display()),
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// Data set: a directory or archive (default: $CIFAR10_DATA, ./data/, then the shared copy).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Search space (TOML; default: the tutorial's, host-trainer/spaces/tutorial.toml).
+    #[arg(long)]
+    space: Option<PathBuf>,
+    /// Settings to draw (with halving: the settings of the first rung).
+    #[arg(long, default_value_t = 10)]
+    iter: usize,
+    /// Stratified cross-validation folds.
+    #[arg(long, default_value_t = 3)]
+    folds: usize,
+    /// Output directory: trials.jsonl, results.json, results.csv, scores.png, best/.
+    #[arg(long)]
+    out: PathBuf,
+    /// random: every setting on the whole budget; halving: successive halving, the best
+    /// third of each rung going on with three times the budget.
+    #[arg(long, value_enum, default_value = "random")]
+    strategy: crate::search::Strategy,
+    /// What a halving rung's budget counts.
+    #[arg(long, value_enum, default_value = "images")]
+    resource: crate::search::Resource,
+    /// Smallest budget halving may start from (default: 2 x folds x 10 images, or 1 epoch).
+    #[arg(long)]
+    min_resource: Option<usize>,
+    /// Training settings of every fold and of the refit; the space overrides them.
+    #[arg(long, value_enum, default_value = "tutorial")]
+    recipe: Recipe,
+    /// Maximum number of epochs per training (default: the recipe's).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of the draws, the folds and every training.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Search on at most N training images (a stratified sample); the refit uses the same.
+    #[arg(long)]
+    limit_train: Option<usize>,
+    /// Evaluate the refit on at most N test images (a stratified sample).
+    #[arg(long)]
+    limit_test: Option<usize>,
+    /// Tensor backend.
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Go on with the search logged in --out: only folds missing from its trial log train.
+    #[arg(long)]
+    resume: bool,
+}
+
+fn run_search(args: SearchArgs, show_progress: bool) -> anyhow::Result<()> {
+    let space = match &args.space {
+        Some(path) => crate::search::space::Space::from_file(path)?,
+        None => crate::search::space::Space::tutorial()?,
+    };
+    let mut training = match args.recipe {
+        Recipe::Improved => TrainConfig::improved(),
+        Recipe::Tutorial => TrainConfig::tutorial(),
+    };
+    training.epochs = args.epochs.unwrap_or(training.epochs);
+    training.seed = args.seed.unwrap_or(training.seed);
+    training.backend = args.backend.unwrap_or(training.backend);
+    let data = locate::resolve(args.data.as_deref())?;
+    let options = crate::search::Options {
+        // Absolute, so that a resume from another folder names the same data.
+        data: std::fs::canonicalize(&data).unwrap_or(data),
+        space,
+        iter: args.iter,
+        folds: args.folds,
+        strategy: args.strategy,
+        resource: args.resource,
+        min_resource: args.min_resource,
+        training,
+        limit_train: args.limit_train,
+        limit_test: args.limit_test,
+    };
+    crate::search::run(&options, &args.out, args.resume, show_progress, |refit| {
+        let mut argv = vec![std::ffi::OsString::from("host-trainer")];
+        argv.extend(refit.train_args()?);
+        if !show_progress {
+            argv.push("--quiet".into());
+        }
+        let shown: Vec<_> = argv.iter().map(|a| a.to_string_lossy()).collect();
+        println!("{}", shown.join(" "));
+        run(Cli::try_parse_from(argv)?)
+    })
 }

@@ -314,6 +314,37 @@ impl Cnn {
         &self.spec
     }
 
+    /// Weights and biases of each convolution and dense layer, input first, in the layouts
+    /// of `core-nostd`: convolution weights `[out][in][ky][kx]` (burn's own), dense weights
+    /// `[out][in]` (burn stores `[in][out]`).
+    pub fn parameters(&self) -> anyhow::Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        fn values<const D: usize>(tensor: Tensor<D>) -> anyhow::Result<Vec<f32>> {
+            tensor
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("cannot read a parameter tensor: {e:?}"))
+        }
+        fn bias(bias: &Option<Param<Tensor<1>>>, units: usize) -> anyhow::Result<Vec<f32>> {
+            match bias {
+                Some(bias) => values(bias.val()),
+                None => Ok(vec![0.0; units]),
+            }
+        }
+        let mut parameters = Vec::new();
+        for conv in &self.convs {
+            let weights = conv.weight.val();
+            let filters = weights.dims()[0];
+            parameters.push((values(weights)?, bias(&conv.bias, filters)?));
+        }
+        for linear in self.hidden.iter().chain([&self.output]) {
+            let weights = linear.weight.val();
+            let units = weights.dims()[1];
+            parameters.push((values(weights.transpose())?, bias(&linear.bias, units)?));
+        }
+        Ok(parameters)
+    }
+
     /// Class scores (logits), `[batch, 10]`, for images `[batch, 3, 32, 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;

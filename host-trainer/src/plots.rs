@@ -73,27 +73,36 @@ pub fn confusion_png(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 24))
             .margin(15)
-            .x_label_area_size(90)
+            .x_label_area_size(60)
             .y_label_area_size(110)
-            .build_cartesian_2d(0..n, 0..n)
+            // `a..b` segmented has a segment for each of a..=b.
+            .build_cartesian_2d(
+                (0..n.saturating_sub(1)).into_segmented(),
+                (0..n.saturating_sub(1)).into_segmented(),
+            )
             .map_err(plot_error)?;
-        let name = |index: &usize| class_names.get(*index).cloned().unwrap_or_default();
+        // Segmented axes put each class name at the centre of its row or column.
+        let name = |value: &SegmentValue<usize>, flip: bool| match value {
+            SegmentValue::CenterOf(index) => {
+                let index = if flip { n - 1 - index } else { *index };
+                class_names.get(index).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(n + 1)
-            .y_labels(n + 1)
-            .x_label_formatter(&|i| name(i))
-            .y_label_formatter(&|i| name(&(n - 1 - i)))
+            .x_labels(n)
+            .y_labels(n)
+            .x_label_formatter(&|v| name(v, false))
+            .y_label_formatter(&|v| name(v, true))
             .x_desc("predicted class")
             .y_desc("true class")
-            .label_style((FONT, 15))
+            .label_style((FONT, 13))
             .axis_desc_style((FONT, 18))
-            .x_label_style(
-                TextStyle::from((FONT, 15).into_font()).transform(FontTransform::Rotate90),
-            )
             .draw()
             .map_err(plot_error)?;
+        let at = |x: usize, y: usize| (SegmentValue::Exact(x), SegmentValue::Exact(y));
         for (truth, row) in confusion.counts.iter().enumerate() {
             for (predicted, &count) in row.iter().enumerate() {
                 let shade = count as f64 / max;
@@ -102,7 +111,7 @@ pub fn confusion_png(
                 let y = n - 1 - truth;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(predicted, y), (predicted + 1, y + 1)],
+                        [at(predicted, y), at(predicted + 1, y + 1)],
                         colour.filled(),
                     )))
                     .map_err(plot_error)?;
@@ -110,9 +119,9 @@ pub fn confusion_png(
                 let style = TextStyle::from((FONT, 16).into_font())
                     .color(&text_colour)
                     .pos(Pos::new(HPos::Center, VPos::Center));
-                let centre = chart.backend_coord(&(predicted, y + 1));
-                let cell_w = chart.backend_coord(&(predicted + 1, y)).0 - centre.0;
-                let cell_h = chart.backend_coord(&(predicted, y)).1 - centre.1;
+                let centre = chart.backend_coord(&at(predicted, y + 1));
+                let cell_w = chart.backend_coord(&at(predicted + 1, y)).0 - centre.0;
+                let cell_h = chart.backend_coord(&at(predicted, y)).1 - centre.1;
                 root.draw(&Text::new(
                     count.to_string(),
                     (centre.0 + cell_w / 2, centre.1 + cell_h / 2),
@@ -132,7 +141,8 @@ pub fn curves_png(path: &Path, history: &[EpochRecord], title: &str) -> anyhow::
         let root = root.titled(title, (FONT, 22)).map_err(plot_error)?;
         let (left, right) = root.split_horizontally(600);
         let epochs = history.len().max(1) as f64;
-        let panels: [(_, &str, fn(&EpochRecord) -> (f64, f64)); 2] = [
+        type Pick = fn(&EpochRecord) -> (f64, f64);
+        let panels: [(_, &str, Pick); 2] = [
             (left, "loss", |r| (r.train_loss, r.validation_loss)),
             (right, "accuracy", |r| {
                 (r.train_accuracy, r.validation_accuracy)
@@ -164,7 +174,8 @@ pub fn curves_png(path: &Path, history: &[EpochRecord], title: &str) -> anyhow::
                 .axis_desc_style((FONT, 16))
                 .draw()
                 .map_err(plot_error)?;
-            let series: [(&str, RGBColor, fn(&(f64, f64)) -> f64); 2] =
+            type Side = fn(&(f64, f64)) -> f64;
+            let series: [(&str, RGBColor, Side); 2] =
                 [("training", BLUE, |p| p.0), ("validation", RED, |p| p.1)];
             for (name, colour, pick) in series {
                 let line: Vec<(f64, f64)> = points

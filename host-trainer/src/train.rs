@@ -230,7 +230,7 @@ impl Normalization {
     }
 
     /// Lookup table from pixel value to input value, per channel.
-    fn table(&self) -> [[f32; 256]; CHANNELS] {
+    pub fn table(&self) -> [[f32; 256]; CHANNELS] {
         let mut table = [[0f32; 256]; CHANNELS];
         for (c, row) in table.iter_mut().enumerate() {
             for (v, slot) in row.iter_mut().enumerate() {
@@ -692,7 +692,7 @@ pub fn train(
             model = updated;
 
             loss_sum += batch_loss as f64 * batch.len() as f64;
-            correct += hits as usize;
+            correct += hits;
             seen += batch.len();
             bar.inc(batch.len() as u64);
             bar.set_message(format!(

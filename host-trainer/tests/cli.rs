@@ -135,6 +135,10 @@ fn short_training_beats_chance_and_evaluate_reproduces_it() {
     assert_eq!(evaluation["accuracy"], metrics["test"]["accuracy"]);
     assert_eq!(evaluation["confusion"], metrics["test"]["confusion"]);
     assert_eq!(evaluation["report"], metrics["test"]["report"]);
+    assert_eq!(
+        png_size(&out.path().join("evaluation-confusion.png")),
+        png_size(&out.path().join("confusion.png"))
+    );
 }
 
 /// A run stopped after two epochs and resumed to three gives the same figures as an

@@ -128,18 +128,20 @@ fn read_contents(path: &Path, wanted: Wanted) -> Result<Contents, DataError> {
             }
             continue;
         }
-        if kind.is_file() && n >= 3 && folders::is_image_name(&file_name) {
-            if let Some(split) = split_of(n - 3) {
-                if split == Split::Train && wanted == Wanted::TestOnly {
-                    continue;
-                }
-                let bytes = read_entry(&mut entry).map_err(damaged)?;
-                split_files(&mut contents, split)
-                    .classes
-                    .entry(parts[n - 2].clone())
-                    .or_default()
-                    .push((shown, bytes));
+        if kind.is_file()
+            && n >= 3
+            && folders::is_image_name(&file_name)
+            && let Some(split) = split_of(n - 3)
+        {
+            if split == Split::Train && wanted == Wanted::TestOnly {
+                continue;
             }
+            let bytes = read_entry(&mut entry).map_err(damaged)?;
+            split_files(&mut contents, split)
+                .classes
+                .entry(parts[n - 2].clone())
+                .or_default()
+                .push((shown, bytes));
         }
     }
     Ok(contents)

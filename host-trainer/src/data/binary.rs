@@ -94,7 +94,7 @@ pub(super) fn missing_train(path: &Path, found: usize) -> DataError {
 
 /// Appends the records of one batch file to `set`, checking its size and every label.
 pub fn append_records(path: &Path, bytes: &[u8], set: &mut Dataset) -> Result<(), DataError> {
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(DataError::TruncatedBatch {
             path: path.to_path_buf(),
             len: bytes.len(),
