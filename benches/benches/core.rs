@@ -5,29 +5,14 @@
 //! The network has the trainer's random initial weights (speed does not depend on their
 //! values), quantized with activation ranges calibrated on 64 random images.
 
+use benches::random_set;
 use burn::module::Module;
 use burn::prelude::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use host_trainer::data::{Dataset, IMAGE_BYTES};
 use host_trainer::export::FloatNet;
 use host_trainer::model::{ArchSpec, Cnn};
 use host_trainer::quant::{RangeMethod, calibrate, int8_model};
 use host_trainer::train::{Batcher, Normalization};
-
-fn random_set(images: usize) -> Dataset {
-    let mut set = Dataset::empty();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    set.images = (0..images * IMAGE_BYTES)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    set.labels = (0..images).map(|i| (i % 10) as u8).collect();
-    set
-}
 
 fn per_image(c: &mut Criterion) {
     // One thread for burn too: its CPU backends run on rayon's global pool.

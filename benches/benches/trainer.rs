@@ -4,30 +4,16 @@
 
 use std::path::Path;
 
+use benches::random_set;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use host_trainer::data::{self, Dataset, IMAGE_BYTES, Wanted};
+use host_trainer::data::{self, Wanted};
 use host_trainer::model::{ArchSpec, Cnn};
 use host_trainer::train::{Batcher, Normalization, OptimizerKind, labels_tensor, train_step};
 
 const SHARED_JPEG: &str = "../../shared/data/cifar10/cifar10-jpeg.tar.gz";
-
-fn random_set(images: usize) -> Dataset {
-    let mut set = Dataset::empty();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    set.images = (0..images * IMAGE_BYTES)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    set.labels = (0..images).map(|i| (i % 10) as u8).collect();
-    set
-}
 
 fn loading(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHARED_JPEG);

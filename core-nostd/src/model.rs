@@ -201,36 +201,9 @@ impl<'a> Model<'a> {
             })?;
         let (first, second) = values.split_at_mut(self.first_values);
 
-        let plane = self.input_shape.height * self.input_shape.width;
         let (table, _) = self.input.table.as_chunks::<4>();
-        for ((values, pixels), table) in first
-            .chunks_exact_mut(plane)
-            .zip(pixels.chunks_exact(plane))
-            .zip(table.chunks_exact(256))
-        {
-            for (value, &pixel) in values.iter_mut().zip(pixels) {
-                *value = f32::from_le_bytes(table[pixel as usize]);
-            }
-        }
-
-        for (index, step) in self.steps.iter().enumerate() {
-            let (from, to) = if index % 2 == 0 {
-                (&*first, &mut *second)
-            } else {
-                (&*second, &mut *first)
-            };
-            run_f32(
-                step,
-                prefix(from, step.input)?,
-                prefix_mut(to, values_of(step.output))?,
-            )?;
-        }
-
-        let last = if self.steps.len().is_multiple_of(2) {
-            &*first
-        } else {
-            &*second
-        };
+        self.read_pixels(pixels, table, first, |&entry| f32::from_le_bytes(entry));
+        let last = self.run_layers(first, second, |step, from, to| run_f32(step, from, to))?;
         for (score, &value) in scores.iter_mut().zip(last) {
             *score = value;
         }
@@ -253,39 +226,68 @@ impl<'a> Model<'a> {
         let values: &mut [i8] = bytemuck::must_cast_slice_mut(values);
         let (first, second) = values.split_at_mut(self.first_values);
 
-        let plane = self.input_shape.height * self.input_shape.width;
         let table: &[i8] = bytemuck::must_cast_slice(self.input.table);
-        for ((values, pixels), table) in first
+        self.read_pixels(pixels, table, first, |&entry| entry);
+        // Each layer's output carries its own zero point; pooling keeps its input's.
+        let mut zero_point = self.input.quantization.zero_point;
+        let last = self.run_layers(first, second, |step, from, to| {
+            zero_point = run_i8(step, zero_point, from, scratch, to)?;
+            Ok(())
+        })?;
+        for (score, &value) in scores.iter_mut().zip(last) {
+            *score = value;
+        }
+        argmax(scores)
+    }
+
+    /// Writes the input values of `pixels` (planar bytes) into `values`, through each
+    /// channel's 256-entry `table`.
+    fn read_pixels<E, T>(
+        &self,
+        pixels: &[u8],
+        table: &[E],
+        values: &mut [T],
+        decode: impl Fn(&E) -> T,
+    ) {
+        let plane = self.input_shape.height * self.input_shape.width;
+        for ((values, pixels), table) in values
             .chunks_exact_mut(plane)
             .zip(pixels.chunks_exact(plane))
             .zip(table.chunks_exact(256))
         {
             for (value, &pixel) in values.iter_mut().zip(pixels) {
-                *value = table[pixel as usize];
+                if let Some(entry) = table.get(pixel as usize) {
+                    *value = decode(entry);
+                }
             }
         }
+    }
 
-        let mut zero_point = self.input.quantization.zero_point;
+    /// Runs every layer on the two arena buffers in turn, starting from the input values in
+    /// `first`, and returns the last layer's output.
+    fn run_layers<'b, T>(
+        &self,
+        first: &'b mut [T],
+        second: &'b mut [T],
+        mut run: impl FnMut(&Step<'a>, &[T], &mut [T]) -> Result<(), Error>,
+    ) -> Result<&'b [T], Error> {
         for (index, step) in self.steps.iter().enumerate() {
             let (from, to) = if index % 2 == 0 {
                 (&*first, &mut *second)
             } else {
                 (&*second, &mut *first)
             };
-            let from = prefix(from, step.input)?;
-            let to = prefix_mut(to, values_of(step.output))?;
-            zero_point = run_i8(step, zero_point, from, scratch, to)?;
+            run(
+                step,
+                prefix(from, step.input)?,
+                prefix_mut(to, values_of(step.output))?,
+            )?;
         }
-
-        let last = if self.steps.len().is_multiple_of(2) {
-            &*first
+        Ok(if self.steps.len().is_multiple_of(2) {
+            first
         } else {
-            &*second
-        };
-        for (score, &value) in scores.iter_mut().zip(last) {
-            *score = value;
-        }
-        argmax(scores)
+            second
+        })
     }
 
     /// The class of `pixels` for a model of either precision, with the scores kept in a

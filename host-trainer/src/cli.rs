@@ -557,8 +557,7 @@ struct SearchArgs {
     /// Output directory: trials.jsonl, results.json, results.csv, scores.png, best/.
     #[arg(long)]
     out: PathBuf,
-    /// random: every setting on the whole budget; halving: successive halving, the best
-    /// third of each rung going on with three times the budget.
+    /// How settings compete.
     #[arg(long, value_enum, default_value = "random")]
     strategy: crate::search::Strategy,
     /// What a halving rung's budget counts.

@@ -14,7 +14,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::metrics::ConfusionMatrix;
 use crate::train::EpochRecord;
 
-const FONT: &str = "sans-serif";
+/// The family name the embedded font is registered under.
+pub(crate) const FONT: &str = "sans-serif";
 
 fn register_font() {
     static REGISTER: Once = Once::new();
@@ -26,7 +27,7 @@ fn register_font() {
 }
 
 /// Draws into an in-memory RGB buffer, encodes it as PNG and writes it atomically.
-fn write_png(
+pub(crate) fn write_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> anyhow::Result<()>,
@@ -48,7 +49,8 @@ fn write_png(
     crate::output::write_atomic(path, png.get_ref())
 }
 
-fn plot_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
+/// A plotting error as an `anyhow` error.
+pub(crate) fn plot_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("plotting failed: {e}")
 }
 

@@ -196,37 +196,35 @@ pub fn int8_model(net: &FloatNet, ranges: &[(f32, f32)]) -> anyhow::Result<Vec<u
     let mut current = input_quantization;
     let mut layers = Vec::with_capacity(net.layers.len());
     for (layer, &(min, max)) in net.layers.iter().zip(ranges) {
+        // A layer with weights gets its output range's quantization, which the next layer
+        // reads; pooling keeps its input's.
+        let mut quantized = |weights: &[f32], bias: &[f32]| {
+            let output = activation_quantization(min, max);
+            let params = quantize_params(weights, bias, current, output);
+            current = output;
+            params
+        };
         let owned = match layer {
             FloatLayer::Conv {
                 kernel,
                 relu,
                 weights,
                 bias,
-            } => {
-                let output = activation_quantization(min, max);
-                let params = quantize_params(weights, bias, current, output)?;
-                current = output;
-                OwnedLayer::Conv {
-                    kernel: *kernel,
-                    relu: *relu,
-                    params,
-                }
-            }
+            } => OwnedLayer::Conv {
+                kernel: *kernel,
+                relu: *relu,
+                params: quantized(weights, bias)?,
+            },
             FloatLayer::MaxPool(size) => OwnedLayer::MaxPool(*size),
             FloatLayer::AvgPool(size) => OwnedLayer::AvgPool(*size),
             FloatLayer::Dense {
                 relu,
                 weights,
                 bias,
-            } => {
-                let output = activation_quantization(min, max);
-                let params = quantize_params(weights, bias, current, output)?;
-                current = output;
-                OwnedLayer::Dense {
-                    relu: *relu,
-                    params,
-                }
-            }
+            } => OwnedLayer::Dense {
+                relu: *relu,
+                params: quantized(weights, bias)?,
+            },
         };
         layers.push(owned);
     }

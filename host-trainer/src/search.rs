@@ -36,7 +36,8 @@ use trials::{FoldRecord, TrialLog};
 pub enum Strategy {
     /// Every setting on the whole budget, as scikit-learn's `RandomizedSearchCV`.
     Random,
-    /// Successive halving, as scikit-learn's `HalvingRandomSearchCV` (see [`rungs`]).
+    /// Successive halving, as scikit-learn's `HalvingRandomSearchCV`: the best third of each
+    /// rung goes on with three times the budget.
     Halving,
 }
 

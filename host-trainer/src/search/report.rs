@@ -3,11 +3,8 @@
 //! `scores.png`.
 
 use std::path::Path;
-use std::sync::Once;
 
-use anyhow::Context;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
@@ -15,6 +12,7 @@ use super::rungs::Rung;
 use super::space::{Distribution, Setting, Space, Value};
 use super::trials::FoldRecord;
 use super::{Resource, Strategy};
+use crate::plots::{FONT, plot_error, write_png};
 
 /// One setting's scores in one rung.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -201,21 +199,6 @@ pub fn scores_png_size(parameters: usize) -> (u32, u32) {
     )
 }
 
-const FONT: &str = "sans-serif";
-
-fn register_font() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // The embedded font is a valid TrueType file; failing to parse it would be a build bug.
-        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
-            .unwrap_or_else(|_| panic!("the embedded DejaVu Sans font does not parse"));
-    });
-}
-
-fn plot_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("plotting failed: {e}")
-}
-
 /// Dot colour of each rung.
 const RUNG_COLOURS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
@@ -316,21 +299,9 @@ pub fn scores_png(
 ) -> anyhow::Result<()> {
     let names: Vec<&String> = space.params.keys().collect();
     let size = scores_png_size(names.len());
-    register_font();
-    let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        draw_scores(&root, space, &names, rows, rungs, resource)?;
-        root.present()
-            .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
-    }
-    let image = image::RgbImage::from_raw(size.0, size.1, pixels)
-        .context("the plot buffer has the wrong size")?;
-    let mut png = std::io::Cursor::new(Vec::new());
-    image
-        .write_to(&mut png, image::ImageFormat::Png)
-        .with_context(|| format!("encoding {}", path.display()))?;
-    crate::output::write_atomic(path, png.get_ref())
+    write_png(path, size, |root| {
+        draw_scores(&root, space, &names, rows, rungs, resource)
+    })
 }
 
 fn draw_scores(
