@@ -73,7 +73,7 @@ impl fmt::Display for Error {
                 what,
                 expected,
                 found,
-            } => write!(f, "{what}: expected {expected} values, found {found}"),
+            } => write!(f, "{what}: expected {expected}, found {found}"),
             Error::Overflow { what } => write!(f, "{what}: size overflows"),
             Error::BadWindow { what, size } => write!(f, "{what}: unusable size {size}"),
             Error::BadShift { shift } => {

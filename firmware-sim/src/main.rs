@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use core_nostd::Model;
-use core_nostd::format::Precision;
+use core_nostd::format::{Layer, Precision};
 use host_trainer::cli::{TrainedRun, load_data};
 use host_trainer::data::{Dataset, NUM_CLASSES, Wanted};
 use host_trainer::export::FloatNet;
@@ -56,6 +56,10 @@ struct Args {
     /// Fail when int8 accuracy is more than this many percentage points below float.
     #[arg(long, default_value_t = 1.0)]
     max_drop: f64,
+    /// Fail when the int8 and float models give the same class on less than this share of
+    /// the images, in percent: a sign that the model file does not come from the reference.
+    #[arg(long, default_value_t = 90.0)]
+    min_agreement: f64,
     /// Where to write the figures as JSON (default: beside the model, `<name>.sim.json`).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -133,12 +137,23 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<Report> {
-    if args.max_drop.is_nan() || args.max_drop < 0.0 {
+    if !args.max_drop.is_finite() || args.max_drop < 0.0 {
         bail!(
             "--max-drop {} must be a number of points, 0 or more",
             args.max_drop
         );
     }
+    if !(0.0..=100.0).contains(&args.min_agreement) {
+        bail!(
+            "--min-agreement {} must be a percentage",
+            args.min_agreement
+        );
+    }
+    let json = args
+        .json
+        .clone()
+        .unwrap_or_else(|| args.model.with_extension("sim.json"));
+    host_trainer::cli::check_output_folder(&json)?;
     let show_progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let model_file = std::fs::read(&args.model)
         .with_context(|| format!("cannot read the model file {}", args.model.display()))?;
@@ -152,7 +167,7 @@ fn run(args: &Args) -> anyhow::Result<Report> {
         None => cifar.test,
     };
     if test.is_empty() {
-        bail!("the test set is empty");
+        bail!("no test images to run (is --limit 0?)");
     }
 
     let f32_file = match precision {
@@ -161,6 +176,16 @@ fn run(args: &Args) -> anyhow::Result<Report> {
             .to_f32_model()
             .context("cannot export the reference network as an f32 model")?,
     };
+
+    let exported = Model::parse(&f32_file)
+        .map_err(|e| anyhow::anyhow!("the reference's f32 export does not parse: {e}"))?;
+    if !same_layers(&given, &exported) {
+        bail!(
+            "{} does not have the layers of the network in {}: was it made from another run?",
+            args.model.display(),
+            args.reference.display()
+        );
+    }
 
     let burn_f32 = burn_path(&run, &test);
     let mut allocations = 0;
@@ -192,13 +217,41 @@ fn run(args: &Args) -> anyhow::Result<Report> {
         allocations,
     );
     print_report(&report);
-    let json = args
-        .json
-        .clone()
-        .unwrap_or_else(|| args.model.with_extension("sim.json"));
     host_trainer::output::write_json(&json, &report)?;
     println!("wrote {}", json.display());
     Ok(report)
+}
+
+/// Whether two models have the same layers, sizes and activations (whatever their
+/// precision and weights).
+fn same_layers(a: &Model<'_>, b: &Model<'_>) -> bool {
+    a.input_shape() == b.input_shape()
+        && a.layers().count() == b.layers().count()
+        && a.layers().zip(b.layers()).all(|pair| match pair {
+            (
+                Layer::Conv {
+                    filters,
+                    kernel,
+                    relu,
+                    ..
+                },
+                Layer::Conv {
+                    filters: f,
+                    kernel: k,
+                    relu: r,
+                    ..
+                },
+            ) => (filters, kernel, relu) == (f, k, r),
+            (Layer::MaxPool { size }, Layer::MaxPool { size: s })
+            | (Layer::AvgPool { size }, Layer::AvgPool { size: s }) => size == s,
+            (
+                Layer::Dense { units, relu, .. },
+                Layer::Dense {
+                    units: u, relu: r, ..
+                },
+            ) => (units, relu) == (u, r),
+            _ => false,
+        })
 }
 
 /// burn's float model over `test`, as `host-trainer evaluate` runs it.
@@ -332,6 +385,15 @@ fn compare(
             "the core's f32 path disagrees with burn on {:.2}% of the images (at most {:.1}% allowed)",
             100.0 * (1.0 - f32_agreement),
             100.0 * MAX_F32_DISAGREEMENT
+        ));
+    }
+    if let Some(agreement) = int8_agreement
+        && 100.0 * agreement < args.min_agreement
+    {
+        failures.push(format!(
+            "int8 and float agree on only {:.2}% of the images (--min-agreement {}): does the model file come from this reference?",
+            100.0 * agreement,
+            args.min_agreement
         ));
     }
     if let Some(int8) = &core_int8 {

@@ -19,13 +19,13 @@ fn host_trainer(args: &[&str]) {
     host_trainer::cli::run_from(&all).unwrap_or_else(|e| panic!("host-trainer {args:?}: {e:#}"));
 }
 
-fn train(data: &str, out: &Path, seed: &str) {
+fn train(data: &str, out: &Path, preset: &str, seed: &str) {
     host_trainer(&[
         "train",
         "--data",
         data,
         "--preset",
-        "tutorial-2conv",
+        preset,
         "--out",
         out.to_str().unwrap(),
         "--epochs",
@@ -52,8 +52,10 @@ fn quantized_model_passes_against_its_reference_and_fails_against_another() {
     let data = archive.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (dir.path().join("first"), dir.path().join("second"));
-    train(data, &first, "1");
-    train(data, &second, "2");
+    let other = dir.path().join("other");
+    train(data, &first, "tutorial-2conv", "1");
+    train(data, &second, "tutorial-2conv", "2");
+    train(data, &other, "tutorial-1conv", "1");
     let model = dir.path().join("first.cmcu");
     let quantize = |out: &Path, precision: &str| {
         host_trainer(&[
@@ -125,6 +127,12 @@ fn quantized_model_passes_against_its_reference_and_fails_against_another() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
     assert!(stderr.contains("disagrees with burn"), "{stderr}");
+
+    // A reference with other layers is refused before anything runs.
+    let output = run(&model, &other);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(stderr.contains("does not have the layers"), "{stderr}");
 }
 
 #[test]

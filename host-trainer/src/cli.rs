@@ -341,6 +341,16 @@ fn run_train(args: TrainArgs, show_progress: bool) -> anyhow::Result<()> {
         }
     };
     let config = train_config(&args);
+    if !args.resume
+        && ["model.bpk", "checkpoint"]
+            .iter()
+            .any(|name| args.out.join(name).exists())
+    {
+        anyhow::bail!(
+            "{} already holds a training run; pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
 
@@ -454,18 +464,22 @@ impl TrainedRun {
         &self,
         test: crate::data::Dataset,
         limit: Option<usize>,
-    ) -> crate::data::Dataset {
-        match limit.or(self.record.limit_test) {
+    ) -> anyhow::Result<crate::data::Dataset> {
+        let test = match limit.or(self.record.limit_test) {
             Some(n) => test.limit(n, self.record.config.seed),
             None => test,
+        };
+        if test.is_empty() {
+            anyhow::bail!("no test images to evaluate on (is --limit-test 0?)");
         }
+        Ok(test)
     }
 }
 
 fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let run = TrainedRun::load(&args.model, args.backend)?;
     let (cifar, _, _) = load_data(args.data.as_deref(), Wanted::TestOnly)?;
-    let test_set = run.test_set(cifar.test, args.limit_test);
+    let test_set = run.test_set(cifar.test, args.limit_test)?;
     let evaluation = evaluate(&run.model, &test_set, &run.record.normalization);
     crate::output::write_json(&args.model.join("evaluation.json"), &evaluation)?;
     crate::plots::confusion_png(
@@ -485,11 +499,32 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails unless the folder `path` would be written in exists, so that a long command stops
+/// before its work rather than after it.
+pub fn check_output_folder(path: &Path) -> anyhow::Result<()> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: {} is not a folder",
+            path.display(),
+            folder.display()
+        );
+    }
+    Ok(())
+}
+
 fn run_quantize(args: QuantizeArgs, show_progress: bool) -> anyhow::Result<()> {
+    check_output_folder(&args.out)?;
+    if let Some(rust) = &args.rust {
+        check_output_folder(rust)?;
+    }
     let run = TrainedRun::load(&args.model, None)?;
     let net = crate::export::FloatNet::from_cnn(&run.model, &run.record.normalization)?;
     let (cifar, _, _) = load_data(args.data.as_deref(), Wanted::Both)?;
-    let test_set = run.test_set(cifar.test, args.limit_test);
+    let test_set = run.test_set(cifar.test, args.limit_test)?;
 
     let started = Instant::now();
     let bytes = match args.precision {

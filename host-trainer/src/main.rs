@@ -1,4 +1,4 @@
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -8,5 +8,12 @@ fn main() -> anyhow::Result<()> {
         .without_time()
         .with_writer(std::io::stderr)
         .init();
-    host_trainer::cli::main()
+    // The error chain, one line, without the backtrace that RUST_BACKTRACE would add.
+    match host_trainer::cli::main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

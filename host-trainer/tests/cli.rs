@@ -139,6 +139,29 @@ fn short_training_beats_chance_and_evaluate_reproduces_it() {
         png_size(&out.path().join("evaluation-confusion.png")),
         png_size(&out.path().join("confusion.png"))
     );
+
+    // A second training into the same directory without --resume is refused, and the
+    // first run's weights stay as they were.
+    let weights = std::fs::read(out.path().join("model.bpk")).unwrap();
+    let stderr = fail(&[
+        "train",
+        "--quiet",
+        "--data",
+        data.to_str().unwrap(),
+        "--preset",
+        "tutorial-1conv",
+        "--out",
+        out_dir,
+        "--limit-train",
+        "200",
+        "--epochs",
+        "1",
+    ]);
+    assert!(stderr.contains("already holds a training run"), "{stderr}");
+    assert_eq!(
+        std::fs::read(out.path().join("model.bpk")).unwrap(),
+        weights
+    );
 }
 
 /// A run stopped after two epochs and resumed to three gives the same figures as an
