@@ -3,46 +3,11 @@
 mod fixtures;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn host_trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .args(args)
-        .env_remove("CIFAR10_DATA")
-        .output()
-        .expect("the binary runs")
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = host_trainer(args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "host-trainer {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn fail(args: &[&str]) -> String {
-    let output = host_trainer(args);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !output.status.success(),
-        "host-trainer {args:?} should have failed"
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "host-trainer {args:?} panicked:\n{stderr}"
-    );
-    stderr
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use fixtures::{fail, json, succeed};
 
 fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

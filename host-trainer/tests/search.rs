@@ -4,47 +4,10 @@
 mod fixtures;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn host_trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .args(args)
-        .env_remove("CIFAR10_DATA")
-        .output()
-        .expect("the binary runs")
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = host_trainer(args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "host-trainer {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn fail(args: &[&str]) -> String {
-    let output = host_trainer(args);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !output.status.success(),
-        "host-trainer {args:?} should have failed"
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "host-trainer {args:?} panicked:\n{stderr}"
-    );
-    stderr
-}
-
-fn json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
+use fixtures::{fail, host_trainer, json, succeed};
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
