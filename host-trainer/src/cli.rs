@@ -341,6 +341,9 @@ fn run_train(args: TrainArgs, show_progress: bool) -> anyhow::Result<()> {
         }
     };
     let config = train_config(&args);
+    // Bad settings stop before anything is written.
+    config.validate()?;
+    spec.validate()?;
     if !args.resume
         && ["model.bpk", "checkpoint"]
             .iter()
@@ -517,6 +520,14 @@ pub fn check_output_folder(path: &Path) -> anyhow::Result<()> {
 }
 
 fn run_quantize(args: QuantizeArgs, show_progress: bool) -> anyhow::Result<()> {
+    if args.calibration == 0 {
+        anyhow::bail!("--calibration 0: calibration needs at least one image");
+    }
+    if let Some(p) = args.percentile
+        && !(50.0..=100.0).contains(&p)
+    {
+        anyhow::bail!("--percentile {p}: the calibration percentile must lie in [50, 100]");
+    }
     check_output_folder(&args.out)?;
     if let Some(rust) = &args.rust {
         check_output_folder(rust)?;

@@ -169,7 +169,9 @@ impl TrainConfig {
         }
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks that the settings can train: at least one epoch and image per batch, a
+    /// validation split in (0, 1), a positive learning rate.
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.batch_size == 0 || self.epochs == 0 {
             bail!("--epochs and --batch-size must be at least 1");
         }

@@ -217,6 +217,11 @@ fn bad_inputs_fail_with_the_file_named() {
     ]);
     assert!(stderr.contains("unknown preset 'resnet-50'"), "{stderr}");
 
+    let never = dir.path().join("never");
+    let stderr = fail(&["train", "--epochs", "0", "--out", never.to_str().unwrap()]);
+    assert!(stderr.contains("--epochs"), "{stderr}");
+    assert!(!never.exists(), "bad settings stop before --out is made");
+
     let arch = dir.path().join("arch.json");
     std::fs::write(
         &arch,
