@@ -173,33 +173,45 @@ impl FloatNet {
             .flatten()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| match layer {
-                FloatLayer::Conv {
-                    kernel,
-                    relu,
-                    weights,
-                    bias,
-                } => OwnedLayer::Conv {
-                    kernel: *kernel,
-                    relu: *relu,
-                    params: OwnedParams::f32(weights, bias),
-                },
-                FloatLayer::MaxPool(size) => OwnedLayer::MaxPool(*size),
-                FloatLayer::AvgPool(size) => OwnedLayer::AvgPool(*size),
-                FloatLayer::Dense {
-                    relu,
-                    weights,
-                    bias,
-                } => OwnedLayer::Dense {
-                    relu: *relu,
-                    params: OwnedParams::f32(weights, bias),
-                },
-            })
-            .collect::<Vec<_>>();
+        let layers = self.owned_layers(|_, weights, bias| Ok(OwnedParams::f32(weights, bias)))?;
         encode(Precision::F32, table, Quantization::NONE, &layers)
+    }
+
+    /// The layers as the model file stores them, with `params(index, weights, bias)` giving
+    /// the stored parameters of layer `index` (convolutions and dense layers; pooling has
+    /// none). Called in layer order.
+    pub(crate) fn owned_layers(
+        &self,
+        mut params: impl FnMut(usize, &[f32], &[f32]) -> anyhow::Result<OwnedParams>,
+    ) -> anyhow::Result<Vec<OwnedLayer>> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                Ok(match layer {
+                    FloatLayer::Conv {
+                        kernel,
+                        relu,
+                        weights,
+                        bias,
+                    } => OwnedLayer::Conv {
+                        kernel: *kernel,
+                        relu: *relu,
+                        params: params(index, weights, bias)?,
+                    },
+                    FloatLayer::MaxPool(size) => OwnedLayer::MaxPool(*size),
+                    FloatLayer::AvgPool(size) => OwnedLayer::AvgPool(*size),
+                    FloatLayer::Dense {
+                        relu,
+                        weights,
+                        bias,
+                    } => OwnedLayer::Dense {
+                        relu: *relu,
+                        params: params(index, weights, bias)?,
+                    },
+                })
+            })
+            .collect()
     }
 }
 

@@ -21,7 +21,7 @@ use core_nostd::format::{Precision, Quantization};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::export::{FloatLayer, FloatNet, OwnedLayer, OwnedParams, encode};
+use crate::export::{FloatNet, OwnedParams, encode};
 
 /// How activation ranges are taken from the calibration images.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -193,41 +193,16 @@ pub fn int8_model(net: &FloatNet, ranges: &[(f32, f32)]) -> anyhow::Result<Vec<u
         .map(|&v| quantize_value(v, input_quantization) as u8)
         .collect();
 
+    // A layer with weights gets its output range's quantization, which the next layer
+    // reads; pooling keeps its input's.
     let mut current = input_quantization;
-    let mut layers = Vec::with_capacity(net.layers.len());
-    for (layer, &(min, max)) in net.layers.iter().zip(ranges) {
-        // A layer with weights gets its output range's quantization, which the next layer
-        // reads; pooling keeps its input's.
-        let mut quantized = |weights: &[f32], bias: &[f32]| {
-            let output = activation_quantization(min, max);
-            let params = quantize_params(weights, bias, current, output);
-            current = output;
-            params
-        };
-        let owned = match layer {
-            FloatLayer::Conv {
-                kernel,
-                relu,
-                weights,
-                bias,
-            } => OwnedLayer::Conv {
-                kernel: *kernel,
-                relu: *relu,
-                params: quantized(weights, bias)?,
-            },
-            FloatLayer::MaxPool(size) => OwnedLayer::MaxPool(*size),
-            FloatLayer::AvgPool(size) => OwnedLayer::AvgPool(*size),
-            FloatLayer::Dense {
-                relu,
-                weights,
-                bias,
-            } => OwnedLayer::Dense {
-                relu: *relu,
-                params: quantized(weights, bias)?,
-            },
-        };
-        layers.push(owned);
-    }
+    let layers = net.owned_layers(|index, weights, bias| {
+        let (min, max) = ranges[index];
+        let output = activation_quantization(min, max);
+        let params = quantize_params(weights, bias, current, output);
+        current = output;
+        params
+    })?;
     encode(Precision::Int8, table, input_quantization, &layers)
         .context("cannot build the int8 model")
 }
