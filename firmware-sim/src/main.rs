@@ -5,8 +5,12 @@
 //! the activations in a static arena; a counting global allocator proves that inference
 //! allocates nothing: any allocation on the inference thread between the start and the end
 //! of an inference fails the run.
+//!
+//! `firmware-sim qemu` goes one step further: it builds a real bare-metal image for a
+//! Cortex-M4F and a RISC-V board and runs it in QEMU (see the `qemu` module).
 
 mod counting;
+mod qemu;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use core_nostd::Model;
 use core_nostd::format::{Layer, Precision};
 use host_trainer::cli::{TrainedRun, load_data};
@@ -37,9 +41,32 @@ static FLASH: Mutex<[u8; FLASH_BYTES]> = Mutex::new([0; FLASH_BYTES]);
 static ARENA: Mutex<[u32; ARENA_BYTES / 4]> = Mutex::new([0; ARENA_BYTES / 4]);
 
 /// Run a core-nostd model over the test set as firmware would, and check it against the
-/// float burn model.
+/// float burn model; or, with `qemu`, build a bare-metal firmware and run it in QEMU.
 #[derive(Debug, Parser)]
-#[command(name = "firmware-sim", version, about, long_about = None)]
+#[command(
+    name = "firmware-sim",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    sim: Option<Args>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the bare-metal firmware around an int8 model, run it in QEMU (Cortex-M4F and
+    /// RISC-V) over test images, and check that every score equals the host core's.
+    Qemu(qemu::QemuArgs),
+}
+
+/// The simulation's options (without a subcommand).
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Model file written by `host-trainer quantize` (int8 or f32).
     #[arg(long)]
@@ -120,11 +147,23 @@ struct Report {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(report) if report.failures.is_empty() => ExitCode::SUCCESS,
-        Ok(report) => {
-            for failure in &report.failures {
+    let failures = match Cli::parse() {
+        Cli {
+            command: Some(Command::Qemu(args)),
+            ..
+        } => qemu::run(&args).map(|report| report.failures),
+        Cli {
+            sim: Some(args), ..
+        } => run(&args).map(|report| report.failures),
+        Cli { .. } => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    match failures {
+        Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
+        Ok(failures) => {
+            for failure in &failures {
                 eprintln!("FAILED: {failure}");
             }
             ExitCode::FAILURE
