@@ -1,6 +1,9 @@
 //! Dense (fully connected) layers. Weights are laid out `[output][input]`, one row per output
 //! unit, so that each output is one contiguous dot product.
 
+use crate::cpu::Kernels;
+#[cfg(target_arch = "x86_64")]
+use crate::dot::{Dots, UNITS};
 use crate::element::{Int32, Real, Scale};
 use crate::requant::Requantization;
 use crate::{Error, check_len};
@@ -43,8 +46,35 @@ pub fn dense_f32<W: Real>(
 }
 
 /// int8 dense layer: int32 sums of `(input - input_zero_point) * weight`, plus `bias`,
-/// requantized per output unit.
+/// requantized per output unit. On x86-64 with AVX2, inputs of up to [`AVX2_MAX_INPUTS`]
+/// values run through AVX2 dot products (see [`Kernels`]); the sums, and so the outputs,
+/// are the same bits.
 pub fn dense_i8<B: Int32, S: Scale>(
+    input: &[i8],
+    input_zero_point: i8,
+    weights: &[i8],
+    bias: &[B],
+    requantization: &Requantization<'_, S>,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    dense_i8_with(
+        Kernels::detect(),
+        input,
+        input_zero_point,
+        weights,
+        bias,
+        requantization,
+        output,
+    )
+}
+
+/// Longest input the AVX2 loop takes: it widens the input onto the stack first.
+pub const AVX2_MAX_INPUTS: usize = 2048;
+
+/// [`dense_i8`] with its loops built for `kernels`, which must be one of
+/// [`Kernels::supported`] (another falls back to the portable loops).
+pub fn dense_i8_with<B: Int32, S: Scale>(
+    kernels: Kernels,
     input: &[i8],
     input_zero_point: i8,
     weights: &[i8],
@@ -55,6 +85,21 @@ pub fn dense_i8<B: Int32, S: Scale>(
     check(input.len(), weights.len(), bias.len(), output.len())?;
     requantization.check(bias.len())?;
     let zero_point = input_zero_point as i16;
+    #[cfg(target_arch = "x86_64")]
+    if matches!(kernels, Kernels::Avx2 | Kernels::Avx512Vnni)
+        && input.len() <= AVX2_MAX_INPUTS
+        && let Some(avx2) = crate::dot::x86::Avx2::new()
+    {
+        let mut widened = [[0u8; 2]; AVX2_MAX_INPUTS];
+        for (w, &x) in widened.iter_mut().zip(input) {
+            *w = (x as i16 - zero_point).to_le_bytes();
+        }
+        let widened = widened.get(..input.len()).unwrap_or(&[]);
+        // SAFETY: `Avx2::new` checked that this processor and its OS run AVX2.
+        unsafe { rows_avx2(avx2, widened, weights, bias, requantization, output) };
+        return Ok(());
+    }
+    let _ = kernels;
     let row_len = input.len().max(1);
     let units = output
         .iter_mut()
@@ -68,6 +113,41 @@ pub fn dense_i8<B: Int32, S: Scale>(
         *out = requantization.output(scale, sum);
     }
     Ok(())
+}
+
+/// The rows of a dense layer, four at a time, against the widened input.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn rows_avx2<B: Int32, S: Scale>(
+    avx2: crate::dot::x86::Avx2,
+    input: &[[u8; 2]],
+    weights: &[i8],
+    bias: &[B],
+    requantization: &Requantization<'_, S>,
+    output: &mut [i8],
+) {
+    let row_len = input.len().max(1);
+    let groups = weights.chunks_exact(row_len * UNITS);
+    let last = groups.remainder().chunks_exact(row_len);
+    let mut units = output.iter_mut().zip(bias).zip(requantization.per_channel);
+    let mut put = |sum: i32| {
+        if let Some(((out, b), &scale)) = units.next() {
+            *out = requantization.output(scale, sum.wrapping_add(b.to_i32()));
+        }
+    };
+    for group in groups {
+        let mut rows = group.chunks_exact(row_len);
+        if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        {
+            avx2.dot4(input, [r0, r1, r2, r3])
+                .into_iter()
+                .for_each(&mut put);
+        }
+    }
+    for row in last {
+        put(avx2.dot(input, row));
+    }
 }
 
 #[cfg(test)]

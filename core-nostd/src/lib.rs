@@ -113,13 +113,26 @@
 //! `tutorial-tuned` (3x32x32 input, conv 32 then max pool 2, conv 32 then max pool 4,
 //! dense 750, dense 10) that is 32,768 + 8,192 values and a 32x9x9 window: 46,144 bytes in
 //! int8, 163,840 in f32.
+//!
+//! # Instruction sets
+//!
+//! On every target the kernels are plain Rust loops. On x86-64 the int8 convolution and
+//! dense layers also have builds for AVX2 and for AVX-512 VNNI, chosen at run time by
+//! [`cpu::Kernels::detect`] (CPUID, and the OS's saved register state): the host compiles
+//! for the x86-64 baseline, which has only SSE2. They give the same bits as the portable
+//! loops (the sums are exact integers; the tests compare every build the processor runs
+//! with an integer reference). They need no more arena, but they widen the input onto the
+//! stack first (up to 64 KiB for one layer, and 8 KiB of regrouped weights; about 150 KiB of
+//! stack in all), which a host thread has and a microcontroller never runs.
 #![no_std]
 #![warn(missing_docs)]
 
 pub mod classify;
 pub mod conv;
+pub mod cpu;
 mod crc;
 pub mod dense;
+mod dot;
 pub mod element;
 mod error;
 pub mod format;

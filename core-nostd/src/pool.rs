@@ -19,13 +19,19 @@ pub fn pooled(shape: Shape, size: usize) -> Result<Shape, Error> {
     })
 }
 
-/// Calls `reduce` on every window, in output order, with the window's values.
-fn for_each_window<T: Copy, U>(
+/// Output columns a pool computes together.
+const POOL_COLUMNS: usize = 16;
+
+/// Folds every window, in output order: `step` adds the window's values, row by row, to
+/// `start`, and `finish` turns the result into the output value.
+fn for_each_window<T: Copy, A: Copy, U>(
     input: &[T],
     shape: Shape,
     size: usize,
     output: &mut [U],
-    mut reduce: impl FnMut(&mut dyn Iterator<Item = T>) -> U,
+    start: A,
+    step: impl Fn(A, T) -> A,
+    finish: impl Fn(A) -> U,
 ) -> Result<(), Error> {
     let out_shape = pooled(shape, size)?;
     check_len("pool input", input.len(), shape.len())?;
@@ -39,18 +45,47 @@ fn for_each_window<T: Copy, U>(
         .chunks_exact(plane)
         .zip(output.chunks_exact_mut(out_plane))
     {
-        for oy in 0..out_shape.height {
-            for ox in 0..out_shape.width {
-                let rows = in_plane[oy * size * shape.width..]
-                    .chunks(shape.width)
-                    .take(size);
-                let mut values =
-                    rows.flat_map(|row| row[ox * size..(ox + 1) * size].iter().copied());
-                out[oy * out_shape.width + ox] = reduce(&mut values);
+        let bands = in_plane.chunks_exact(shape.width * size);
+        for (band, out_row) in bands.zip(out.chunks_exact_mut(out_shape.width)) {
+            // Output columns in blocks, their partial results on the stack, one input row
+            // of the band at a time.
+            for (block, out_block) in out_row.chunks_mut(POOL_COLUMNS).enumerate() {
+                let mut sums = [start; POOL_COLUMNS];
+                let first = block * POOL_COLUMNS * size;
+                for row in band.chunks_exact(shape.width) {
+                    let row = row.get(first..).unwrap_or(&[]);
+                    let sums = sums.iter_mut().take(out_block.len());
+                    // The common sizes as arrays, which the compiler unrolls.
+                    match size {
+                        2 => fold_blocks::<2, _, _>(sums, row, &step),
+                        4 => fold_blocks::<4, _, _>(sums, row, &step),
+                        _ => {
+                            for (sum, values) in sums.zip(row.chunks_exact(size)) {
+                                *sum = values.iter().fold(*sum, |sum, &v| step(sum, v));
+                            }
+                        }
+                    }
+                }
+                for (out, &sum) in out_block.iter_mut().zip(&sums) {
+                    *out = finish(sum);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Adds each block of `S` values of `row` to its partial result.
+#[inline(always)]
+fn fold_blocks<'s, const S: usize, T: Copy, A: Copy + 's>(
+    sums: impl Iterator<Item = &'s mut A>,
+    row: &[T],
+    step: &impl Fn(A, T) -> A,
+) {
+    let (blocks, _) = row.as_chunks::<S>();
+    for (sum, block) in sums.zip(blocks) {
+        *sum = block.iter().fold(*sum, |sum, &v| step(sum, v));
+    }
 }
 
 /// f32 max pooling.
@@ -60,9 +95,15 @@ pub fn max_pool_f32(
     size: usize,
     output: &mut [f32],
 ) -> Result<(), Error> {
-    for_each_window(input, shape, size, output, |values| {
-        values.fold(f32::NEG_INFINITY, f32::max)
-    })
+    for_each_window(
+        input,
+        shape,
+        size,
+        output,
+        f32::NEG_INFINITY,
+        f32::max,
+        |m| m,
+    )
 }
 
 /// f32 average pooling.
@@ -73,9 +114,15 @@ pub fn avg_pool_f32(
     output: &mut [f32],
 ) -> Result<(), Error> {
     let count = (size * size) as f32;
-    for_each_window(input, shape, size, output, |values| {
-        values.sum::<f32>() / count
-    })
+    for_each_window(
+        input,
+        shape,
+        size,
+        output,
+        0.0,
+        |sum, v| sum + v,
+        |sum| sum / count,
+    )
 }
 
 /// int8 max pooling.
@@ -85,9 +132,7 @@ pub fn max_pool_i8(
     size: usize,
     output: &mut [i8],
 ) -> Result<(), Error> {
-    for_each_window(input, shape, size, output, |values| {
-        values.max().unwrap_or(i8::MIN)
-    })
+    for_each_window(input, shape, size, output, i8::MIN, i8::max, |m| m)
 }
 
 /// int8 average pooling, rounded to nearest with ties away from zero.
@@ -98,8 +143,8 @@ pub fn avg_pool_i8(
     output: &mut [i8],
 ) -> Result<(), Error> {
     let count = size.saturating_mul(size).min(i32::MAX as usize) as i32;
-    for_each_window(input, shape, size, output, |values| {
-        let sum: i32 = values.map(i32::from).fold(0, i32::saturating_add);
+    let step = |sum: i32, v: i8| sum.saturating_add(v as i32);
+    for_each_window(input, shape, size, output, 0, step, |sum| {
         let half = if sum >= 0 { count / 2 } else { -(count / 2) };
         (sum.saturating_add(half) / count).clamp(i8::MIN as i32, i8::MAX as i32) as i8
     })

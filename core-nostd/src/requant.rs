@@ -133,10 +133,13 @@ impl<S: Scale> Requantization<'_, S> {
     /// The int8 output of channel `scale` for accumulator `accumulator`.
     #[inline(always)]
     pub fn output(&self, scale: S, accumulator: i32) -> i8 {
-        let value = scale
-            .to_requantize()
-            .apply(accumulator)
-            .saturating_add(self.zero_point);
+        self.output_decoded(scale.to_requantize(), accumulator)
+    }
+
+    /// [`Self::output`] with the scale already decoded.
+    #[inline]
+    pub(crate) fn output_decoded(&self, scale: Requantize, accumulator: i32) -> i8 {
+        let value = scale.apply(accumulator).saturating_add(self.zero_point);
         value.clamp(self.min as i32, self.max as i32) as i8
     }
 }
