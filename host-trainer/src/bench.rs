@@ -34,6 +34,12 @@ pub fn run(
     backend: Backend,
     data: Option<&Path>,
 ) -> anyhow::Result<()> {
+    if images == 0 {
+        anyhow::bail!("--images 0: each measurement needs at least one image");
+    }
+    if batch_sizes.is_empty() || batch_sizes.contains(&0) {
+        anyhow::bail!("--batch-sizes {batch_sizes:?}: every batch size must be at least 1");
+    }
     let threads = rayon::current_num_threads();
     println!("model: {}", spec.summary());
     println!("backend {backend:?}, {threads} threads");

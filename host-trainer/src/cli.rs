@@ -519,6 +519,21 @@ pub fn check_output_folder(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether two paths name one file: the same file name in the same existing folder.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolved = |p: &Path| {
+        let folder = match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        Some((folder.canonicalize().ok()?, p.file_name()?.to_owned()))
+    };
+    match (resolved(a), resolved(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 fn run_quantize(args: QuantizeArgs, show_progress: bool) -> anyhow::Result<()> {
     if args.calibration == 0 {
         anyhow::bail!("--calibration 0: calibration needs at least one image");
@@ -531,6 +546,27 @@ fn run_quantize(args: QuantizeArgs, show_progress: bool) -> anyhow::Result<()> {
     check_output_folder(&args.out)?;
     if let Some(rust) = &args.rust {
         check_output_folder(rust)?;
+        if same_file(rust, &args.out) {
+            anyhow::bail!(
+                "--rust {} names the --out file: the Rust source and the model need two files",
+                rust.display()
+            );
+        }
+    }
+    // Never write over what this command reads.
+    for input in ["arch.json", "training.json", "model.bpk", "checkpoint"] {
+        let input = args.model.join(input);
+        for (flag, output) in [("--out", Some(&args.out)), ("--rust", args.rust.as_ref())] {
+            if let Some(output) = output
+                && same_file(output, &input)
+            {
+                anyhow::bail!(
+                    "{flag} {} would overwrite {}, part of the trained model",
+                    output.display(),
+                    input.display()
+                );
+            }
+        }
     }
     let run = TrainedRun::load(&args.model, None)?;
     let net = crate::export::FloatNet::from_cnn(&run.model, &run.record.normalization)?;

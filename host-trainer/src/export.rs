@@ -331,14 +331,14 @@ pub(crate) fn encode(
     Ok(file)
 }
 
-/// Rust source that embeds the model file `model_file_name` (in the same directory) and
-/// gives the sizes a firmware needs at compile time.
+/// Rust source that embeds the model file `model_file_name` (a path relative to the
+/// source's folder, or absolute) and gives the sizes a firmware needs at compile time.
 pub fn rust_source(model: &[u8], model_file_name: &str) -> anyhow::Result<String> {
     let parsed =
         core_nostd::Model::parse(model).map_err(|e| anyhow::anyhow!("not a model file: {e}"))?;
     Ok(format!(
         "// Written by `host-trainer quantize`: the model file and the buffer sizes it needs.\n\
-         // Include it with `include!` from a file in the same directory as {model_file_name:?}.\n\
+         // Include it with `include!`; the model file is {model_file_name:?}, from this file's folder.\n\
          \n\
          /// Bytes of the model file.\n\
          pub const MODEL_BYTES: usize = {model_bytes};\n\
@@ -362,10 +362,21 @@ pub fn rust_source(model: &[u8], model_file_name: &str) -> anyhow::Result<String
 pub fn write_model(path: &Path, model: &[u8], rust: Option<&Path>) -> anyhow::Result<()> {
     crate::output::write_atomic(path, model)?;
     if let Some(rust) = rust {
-        let name = path
-            .file_name()
+        // `include_bytes!` reads a relative path from the source's folder: the bare name
+        // where both files share a folder, the model's absolute path otherwise.
+        let folder = |p: &Path| match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.canonicalize().ok(),
+            _ => Path::new(".").canonicalize().ok(),
+        };
+        let target = if folder(path).is_some() && folder(path) == folder(rust) {
+            path.file_name().map(std::path::PathBuf::from)
+        } else {
+            path.canonicalize().ok()
+        };
+        let name = target
+            .as_deref()
             .and_then(|n| n.to_str())
-            .with_context(|| format!("{}: the model file needs a UTF-8 name", path.display()))?;
+            .with_context(|| format!("{}: the model file needs a UTF-8 path", path.display()))?;
         crate::output::write_atomic(rust, rust_source(model, name)?.as_bytes())?;
     }
     Ok(())

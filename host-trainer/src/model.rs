@@ -175,6 +175,12 @@ impl ArchSpec {
             if block.filters == 0 || block.kernel == 0 {
                 bail!("conv[{index}]: filters and kernel must be at least 1");
             }
+            if block.kernel > side {
+                bail!(
+                    "conv[{index}]: kernel {} is larger than its {side}x{side} input",
+                    block.kernel
+                );
+            }
             if block.pool != Pool::None {
                 if block.pool_size == 0 || block.pool_size > side {
                     bail!(
@@ -482,5 +488,14 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", ArchSpec::from_file(&toml).unwrap_err());
         assert!(err.contains("pool_size 64"), "{err}");
+        let mut spec = ArchSpec::preset("tutorial-tuned").unwrap();
+        spec.conv[1].kernel = 17;
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("conv[1]: kernel 17 is larger than its 16x16 input"),
+            "{err}"
+        );
+        spec.conv[1].kernel = 16;
+        spec.validate().unwrap();
     }
 }
