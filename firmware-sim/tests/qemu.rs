@@ -11,18 +11,15 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::host_trainer;
+
 fn shared(path: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/data/cifar10")
         .join(path);
     assert!(path.exists(), "{} is missing", path.display());
     path
-}
-
-fn host_trainer(args: &[&str]) {
-    let mut all = vec!["host-trainer", "--quiet"];
-    all.extend_from_slice(args);
-    host_trainer::cli::run_from(&all).unwrap_or_else(|e| panic!("host-trainer {args:?}: {e:#}"));
 }
 
 fn firmware_qemu(args: &[&str]) -> Output {
