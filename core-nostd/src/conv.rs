@@ -277,9 +277,9 @@ pub fn conv2d_i8_with<B: Int32, S: Scale>(
 #[cfg(target_arch = "x86_64")]
 const PADDED_MAX: usize = 32 * 1024;
 
-/// A padded input as int16 values, and its rows and columns per channel.
+/// A padded input, and its rows and columns per channel.
 #[cfg(target_arch = "x86_64")]
-type PaddedInput<'a> = (&'a [[u8; 2]], (usize, usize));
+type PaddedInput<'a, T> = (&'a [T], (usize, usize));
 
 /// The scales of a layer decoded once, for the VNNI loop: multipliers, right shifts
 /// (`-shift`), and the offset added to each channel's sum.
@@ -436,7 +436,8 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
         }
         let k = self.kernel;
         let mut buffer = [[0u8; 2]; PADDED_MAX];
-        let Some((padded, (rows, columns))) = self.pad_input(&mut buffer) else {
+        let widen = |v: i8| (v as i16 - self.zero_point).to_le_bytes();
+        let Some((padded, (rows, columns))) = self.pad_input(&mut buffer, [0; 2], widen) else {
             return self.run(avx2, patch, output);
         };
         let mut starts = [0; MAX_WINDOW_ROWS];
@@ -470,7 +471,6 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
             width,
         } = self.shape;
         let k = self.kernel;
-        let plane = height * width;
         let window = channels * k * k;
         let units = self.bias.len();
         if window < PATCH_MIN_TAPS || units > VNNI_MAX_UNITS {
@@ -480,34 +480,14 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
         else {
             return false;
         };
-        let (rows, columns) = (height + k - 1, width + k - 1);
+        // Bytes x + 128; the padding zero point + 128, so that it adds nothing once corrected.
+        let shift = |v: i8| (v as u8) ^ 0x80;
+        let zero_point = self.zero_point as i8;
         let mut buffer = [0u8; 2 * PADDED_MAX];
-        let Some(padded) = channels
-            .checked_mul(rows)
-            .and_then(|n| n.checked_mul(columns))
-            .and_then(|n| buffer.get_mut(..n))
+        let Some((padded, (rows, columns))) = self.pad_input(&mut buffer, shift(zero_point), shift)
         else {
             return false;
         };
-        let shift = |v: i8| (v as u8) ^ 0x80;
-        let zero_point = self.zero_point as i8;
-        padded.fill(shift(zero_point));
-        let (before, _) = same_padding(k);
-        for (padded, in_plane) in padded
-            .chunks_exact_mut(rows * columns)
-            .zip(self.input.chunks_exact(plane.max(1)))
-        {
-            for (padded_row, in_row) in padded
-                .chunks_exact_mut(columns)
-                .skip(before)
-                .zip(in_plane.chunks_exact(width.max(1)))
-            {
-                for (p, &v) in padded_row.iter_mut().skip(before).zip(in_row) {
-                    *p = shift(v);
-                }
-            }
-        }
-        let padded = &*padded;
         let mut offsets = [0i32; VNNI_MAX_UNITS];
         let correction = 128 + zero_point as i32;
         for ((offset, filter), bias) in offsets
@@ -520,8 +500,7 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
                 .fold(0i32, |sum, &w| sum.wrapping_add(w as i32));
             *offset = bias.to_i32().wrapping_sub(correction.wrapping_mul(weights));
         }
-        let mut scales = DecodedScales::new(self.requantization, &offsets);
-        let Some(scales) = scales.as_mut() else {
+        let Some(scales) = DecodedScales::new(self.requantization, &offsets) else {
             return false;
         };
         let groups = self.weights.chunks_exact(window * UNITS);
@@ -577,7 +556,7 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
                 for (position, sums) in sums.iter().enumerate().take(1 + pair as usize) {
                     self.requantize_position(
                         &sums[..units.min(VNNI_MAX_UNITS)],
-                        scales,
+                        &scales,
                         output,
                         at + position,
                     );
@@ -657,12 +636,16 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
         }
     }
 
-    /// The input as int16 minus the zero point, with the padding as rows and columns of 0,
-    /// in `buffer`; with the padded rows and columns per channel. `None` where it does not
-    /// fit.
+    /// The input as `value(x)`, with the padding as rows and columns of `padding`, in
+    /// `buffer`; with the padded rows and columns per channel. `None` where it does not fit.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn pad_input<'b>(&self, buffer: &'b mut [[u8; 2]]) -> Option<PaddedInput<'b>> {
+    fn pad_input<'b, T: Copy>(
+        &self,
+        buffer: &'b mut [T],
+        padding: T,
+        value: impl Fn(i8) -> T,
+    ) -> Option<PaddedInput<'b, T>> {
         let Shape {
             channels,
             height,
@@ -674,6 +657,7 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
             .checked_mul(rows)
             .and_then(|n| n.checked_mul(columns))
             .and_then(|n| buffer.get_mut(..n))?;
+        padded.fill(padding);
         let (before, _) = same_padding(k);
         let plane = height * width;
         for (padded, in_plane) in padded
@@ -687,7 +671,7 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
             {
                 let inside = padded_row.iter_mut().skip(before);
                 for (p, &v) in inside.zip(in_row) {
-                    *p = (v as i16 - self.zero_point).to_le_bytes();
+                    *p = value(v);
                 }
             }
         }
@@ -769,7 +753,8 @@ impl<B: Int32, S: Scale> ConvI8<'_, B, S> {
             unsafe { _mm256_loadu_si256(values.as_ptr().cast()) }
         };
         let mut buffer = [[0u8; 2]; SMALL_PADDED_MAX];
-        let Some((padded, (rows, columns))) = self.pad_input(&mut buffer) else {
+        let widen = |v: i8| (v as i16 - self.zero_point).to_le_bytes();
+        let Some((padded, (rows, columns))) = self.pad_input(&mut buffer, [0; 2], widen) else {
             return false;
         };
         // Where each tap of the window at (0, 0) sits in the padded input; the window at

@@ -52,9 +52,7 @@ pub(crate) mod x86 {
 
     impl Avx2 {
         pub(crate) fn new() -> Option<Self> {
-            crate::cpu::Kernels::supported()
-                .any(|k| k == crate::cpu::Kernels::Avx2)
-                .then_some(Self(()))
+            (crate::cpu::Kernels::detect() >= crate::cpu::Kernels::Avx2).then_some(Self(()))
         }
     }
 
