@@ -521,13 +521,7 @@ pub fn check_output_folder(path: &Path) -> anyhow::Result<()> {
 
 /// Whether two paths name one file: the same file name in the same existing folder.
 fn same_file(a: &Path, b: &Path) -> bool {
-    let resolved = |p: &Path| {
-        let folder = match p.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        Some((folder.canonicalize().ok()?, p.file_name()?.to_owned()))
-    };
+    let resolved = |p: &Path| Some((crate::output::folder_of(p)?, p.file_name()?.to_owned()));
     match (resolved(a), resolved(b)) {
         (Some(a), Some(b)) => a == b,
         _ => a == b,

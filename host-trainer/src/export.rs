@@ -364,11 +364,8 @@ pub fn write_model(path: &Path, model: &[u8], rust: Option<&Path>) -> anyhow::Re
     if let Some(rust) = rust {
         // `include_bytes!` reads a relative path from the source's folder: the bare name
         // where both files share a folder, the model's absolute path otherwise.
-        let folder = |p: &Path| match p.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.canonicalize().ok(),
-            _ => Path::new(".").canonicalize().ok(),
-        };
-        let target = if folder(path).is_some() && folder(path) == folder(rust) {
+        let folder = crate::output::folder_of(path);
+        let target = if folder.is_some() && folder == crate::output::folder_of(rust) {
             path.file_name().map(std::path::PathBuf::from)
         } else {
             path.canonicalize().ok()

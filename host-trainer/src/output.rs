@@ -3,9 +3,18 @@
 //! leaves a half-written file in place of a good one.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+/// The folder `path` is in, resolved (`.` for a bare file name); `None` where the folder does
+/// not exist.
+pub fn folder_of(path: &Path) -> Option<PathBuf> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.canonicalize().ok(),
+        _ => Path::new(".").canonicalize().ok(),
+    }
+}
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
